@@ -1,0 +1,34 @@
+"""``JsonStreamHandler``: one JSON object per line on stdout or stderr, through the shipping layer."""
+
+from __future__ import annotations
+
+import logging
+from typing import IO, Any
+
+from ..shipping.handler import ShippingHandler
+from ..shipping.options import ShippingOptions
+from ..sinks.stream import JsonStreamSink
+
+__all__ = ["JsonStreamHandler"]
+
+
+class JsonStreamHandler(ShippingHandler):
+    """JSON lines on ``stream`` ("stdout", "stderr" or a text stream) in ``format`` json or gcp.
+
+    Accepts every shared shipping key (``flush_interval``, ``queue_max_records``, ``overflow``,
+    ``retry_deadline``, ``flush_timeout``, ``spill_path``...) as a keyword.
+    """
+
+    def __init__(
+        self,
+        stream: str | IO[str] = "stdout",
+        format: str = "json",
+        level: int | str = logging.NOTSET,
+        **shipping: Any,
+    ) -> None:
+        options, unknown = ShippingOptions.pick(shipping)
+        if unknown:
+            raise TypeError(f"unknown keyword(s) for JsonStreamHandler: {', '.join(sorted(unknown))}")
+        JsonStreamSink(stream, format)  # validate now, not in the worker
+        key = ("stream", stream if isinstance(stream, str) else id(stream), format)
+        super().__init__(lambda: JsonStreamSink(stream, format), key, options, level)

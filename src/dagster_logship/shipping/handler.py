@@ -1,0 +1,113 @@
+"""``ShippingHandler``: the ``logging.Handler`` every destination is used through.
+
+``emit`` snapshots the record and hands it to the destination's worker; nothing slow happens on
+the caller's thread and nothing raises into it. ``close`` flushes (bounded) and lets go of the
+worker, but the handler stays usable: hosts such as Dagster, ``dictConfig`` and
+``logging.shutdown`` close handlers that are still attached, and a record emitted afterwards is
+shipped by a worker started again.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from .encoding import snapshot
+from .options import ShippingOptions
+from .sink import Sink
+from .spill import diagnostic
+from .worker import Worker, acquire, in_shipping_thread, release, release_later
+
+__all__ = ["ShippingHandler"]
+
+
+class ShippingHandler(logging.Handler):
+    """Ships records to one destination through a shared, batching worker.
+
+    ``key`` identifies the destination (two handlers with equal keys share one worker and one
+    client in a process); ``sink_factory`` builds the sink when a worker is first needed and
+    must not do network I/O.
+    """
+
+    def __init__(
+        self,
+        sink_factory: Callable[[], Sink],
+        key: Hashable,
+        options: ShippingOptions | None = None,
+        level: int | str = logging.NOTSET,
+    ) -> None:
+        super().__init__(level)
+        self.options = options if options is not None else ShippingOptions()
+        self._sink_factory = sink_factory
+        self._key = (key, self.options)
+        self._worker: Worker | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._last_stats: dict[str, int] | None = None
+        self._suppressed = 0
+        self._emit_errors = 0
+        self._attach()
+
+    def _attach(self) -> Worker:
+        options = self.options
+        worker = acquire(self._key, lambda: Worker(self._sink_factory(), options))
+        finalizer = weakref.finalize(self, release_later, self._key, worker)
+        finalizer.atexit = False
+        self._worker, self._finalizer = worker, finalizer
+        return worker
+
+    @property
+    def destination(self) -> str:
+        worker = self._worker
+        return worker.sink.destination if worker is not None else "closed"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if in_shipping_thread():
+            # A record made while we send (botocore, urllib3, google): shipping it would recurse.
+            self._suppressed += 1
+            return
+        try:
+            worker = self._worker or self._attach()
+            worker.put(snapshot(record))
+        except Exception as exc:  # never into the caller's code
+            self._emit_errors += 1
+            if self._emit_errors == 1:
+                diagnostic(f"could not enqueue a record for {self.destination}: {exc!r}")
+
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Wait until every record emitted before this call is delivered or spilled.
+
+        Returns False if ``timeout`` (default ``flush_timeout``) passed first.
+        """
+        worker = self._worker
+        if worker is None:
+            return True
+        return worker.flush(timeout)
+
+    def close(self) -> None:
+        """Flush (up to ``flush_timeout``) and release the worker; later emits start it again."""
+        worker, finalizer = self._worker, self._finalizer
+        if worker is not None and finalizer is not None:
+            worker.flush(self.options.flush_timeout)
+            self._last_stats = self._stats_of(worker)
+            self._worker = None
+            if finalizer.detach() is not None:
+                release(self._key, worker)
+        super().close()
+
+    def _stats_of(self, worker: Worker) -> dict[str, int]:
+        stats = worker.stats.snapshot()
+        stats["suppressed"] += self._suppressed
+        return stats
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Delivery counters of this handler's destination in this process."""
+        worker = self._worker
+        if worker is None:
+            return dict(self._last_stats or {})
+        return self._stats_of(worker)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.destination} ({logging.getLevelName(self.level)})>"

@@ -1,0 +1,79 @@
+"""The contract between the shipping core and a destination.
+
+A sink knows its service's rules (limits, how to send, how to read the answer) and nothing about
+queues, threads or retries; the worker knows batching and retries and nothing about any service.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Item", "SendResult", "Sink", "SinkLimits"]
+
+
+@dataclass(frozen=True)
+class SinkLimits:
+    """What one request to the service may hold, in the service's own accounting.
+
+    ``max_event_bytes`` bounds one event's encoded text; larger events are split (or truncated)
+    by the core before they reach the sink. ``per_event_overhead`` is what the service adds to
+    each event when it counts a batch (26 bytes for CloudWatch). ``max_span_seconds`` bounds the
+    distance between the oldest and newest event of one batch.
+    """
+
+    max_batch_events: int
+    max_batch_bytes: int
+    max_event_bytes: int
+    per_event_overhead: int = 0
+    max_span_seconds: float | None = None
+
+
+@dataclass(slots=True)
+class Item:
+    """One event ready to send: its schema dict (kept for spilling) and the sink's payload."""
+
+    event: dict[str, Any]
+    text: str
+    payload: Any
+    size: int
+    timestamp: float
+    seq: int = 0
+
+
+@dataclass
+class SendResult:
+    """What the service said about a batch that it answered.
+
+    ``rejected`` holds (index, reason) for events the service refused for good; ``retry`` holds the
+    indices of events that failed transiently and must be sent again (alone). Indices refer to the
+    sequence passed to :meth:`Sink.send`. Everything else counts as delivered.
+    """
+
+    rejected: Sequence[tuple[int, str]] = field(default_factory=tuple)
+    retry: Sequence[int] = field(default_factory=tuple)
+
+
+class Sink(abc.ABC):
+    """A destination. Implementations raise the errors of :mod:`.retry` to classify failures."""
+
+    #: batch rules of the service
+    limits: SinkLimits
+    #: human readable destination, used in diagnostics and spill lines; never holds secrets
+    destination: str = "unknown"
+
+    def payload(self, item_event: dict[str, Any], text: str) -> Any:
+        """Turn one encoded event into what :meth:`send` needs; the default is the JSON text."""
+        return text
+
+    @abc.abstractmethod
+    def send(self, items: Sequence[Item]) -> SendResult | None:
+        """Send one batch that obeys :attr:`limits`; return per-event outcomes or None if all went."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and connections; the sink may be used again afterwards."""
+
+    def after_fork(self) -> None:  # noqa: B027 - optional hook
+        """Drop state that must not cross a fork (clients, sockets); rebuilt lazily."""

@@ -1,0 +1,677 @@
+"""The batching worker: one bounded queue and one thread per destination per process.
+
+The caller's thread only appends to the queue (:meth:`Worker.put`). The worker thread encodes,
+forms batches the sink can send whole, sends them with retries, and disposes of every record as
+delivered, rejected (spilled) or spilled. Workers are shared through a registry keyed by
+destination, so building a logger again and again reuses one thread and one client; a worker
+whose last handler is gone drains and stops.
+
+Process lifecycle is handled here too: after ``fork`` the child gets fresh locks and an empty
+queue (the parent ships what it had queued); at interpreter exit, and at the end of a
+``multiprocessing`` child (which may skip ``atexit``), every worker gets ``flush_timeout`` to
+deliver and spills the rest.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from queue import SimpleQueue
+from typing import Any
+from weakref import WeakSet
+
+from .encoding import Snapshot, build_event, encode, fit_event
+from .options import ShippingOptions
+from .retry import BatchRejectedError, RetryableError, RetryPolicy, build_retrying
+from .sink import Item, Sink
+from .spill import Spill, diagnostic
+from .stats import DeliveryStats
+
+__all__ = ["Worker", "acquire", "in_shipping_thread", "release", "release_later", "shutdown_all"]
+
+_IDLE_TICK = 1.0
+_local = threading.local()
+
+
+def in_shipping_thread() -> bool:
+    """True on a thread that is sending for us: its log records must not come back to us."""
+    return getattr(_local, "active", False)
+
+
+class _Abandoned(Exception):
+    """The process is exiting and the flush timeout has passed."""
+
+
+class Worker:
+    """Queue, thread, batching and retries for one destination."""
+
+    def __init__(self, sink: Sink, options: ShippingOptions) -> None:
+        self.sink = sink
+        self.options = options
+        limits = sink.limits
+        self.batch_events = min(options.max_batch_size or limits.max_batch_events, limits.max_batch_events)
+        self.batch_bytes = min(options.max_batch_bytes or limits.max_batch_bytes, limits.max_batch_bytes)
+        self.spill = Spill(options.spill_path, sink.destination)
+        self._policy = RetryPolicy(
+            initial_backoff=options.retry_initial_backoff,
+            max_backoff=options.retry_max_backoff,
+            deadline=options.retry_deadline,
+        )
+        self._degraded_policy = RetryPolicy(
+            initial_backoff=options.retry_initial_backoff,
+            max_backoff=options.retry_max_backoff,
+            deadline=0.0,
+        )
+        self._init_process_state()
+        _live_workers.add(self)
+
+    # -- state that must be rebuilt in a forked child -------------------------------------------
+
+    def _init_process_state(self) -> None:
+        self._pid = os.getpid()
+        self.stats = DeliveryStats()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
+        self._progress = threading.Condition(self._lock)
+        self._queue: deque[Snapshot] = deque()
+        self._queued_bytes = 0
+        self._seq = 0
+        self._done_seq = 0
+        self._flush_target = 0
+        self._thread: threading.Thread | None = None
+        self._waiting = False
+        self._stopping = False
+        self._abandon_at: float | None = None
+        self._interrupt = threading.Event()
+        self._carry: list[Item] = []
+        self._in_flight: list[Item] = []
+        self._stolen = False
+        self._degraded = False
+        self._diagnosed: set[str] = set()
+        self._unreported_drops = 0
+
+    def after_fork(self) -> None:
+        """In a forked child: start empty with fresh locks; the parent ships what it queued."""
+        self._init_process_state()
+        self.spill.after_fork()
+        try:
+            self.sink.after_fork()
+        except Exception:
+            pass
+
+    # -- caller side ---------------------------------------------------------------------------
+
+    def put(self, snap: Snapshot) -> None:
+        """Enqueue one record. Called from ``emit``: no I/O, never raises into the caller."""
+        if self._pid != os.getpid():  # a fork that bypassed os.register_at_fork
+            self.after_fork()
+        start_inline = False
+        with self._lock:
+            queue = self._queue
+            if (
+                len(queue) >= self.options.queue_max_records
+                or self._queued_bytes + snap.size > self.options.queue_max_bytes
+            ) and queue:
+                if not self._make_room_locked(snap):
+                    return
+            self._seq += 1
+            snap.seq = self._seq
+            snap.t_mono = time.monotonic()
+            queue.append(snap)
+            self._queued_bytes += snap.size
+            self.stats.enqueued += 1
+            if self._thread is None and not self._start_locked():
+                start_inline = True
+            elif self._waiting and (
+                len(queue) == 1
+                or len(queue) >= self.batch_events
+                or self._queued_bytes >= self.batch_bytes
+            ):
+                self._wake.notify()
+        if start_inline:
+            self._drain_inline(time.monotonic() + self.options.flush_timeout)
+
+    def _full_locked(self, snap: Snapshot) -> bool:
+        return bool(self._queue) and (
+            len(self._queue) >= self.options.queue_max_records
+            or self._queued_bytes + snap.size > self.options.queue_max_bytes
+        )
+
+    def _make_room_locked(self, snap: Snapshot) -> bool:
+        policy = self.options.overflow
+        if policy == "drop_oldest":
+            while self._full_locked(snap):
+                old = self._queue.popleft()
+                self._queued_bytes -= old.size
+                self.stats.dropped += 1
+                self._unreported_drops += 1
+            return True
+        if policy == "block" and threading.current_thread() is not self._thread:
+            deadline = time.monotonic() + self.options.block_timeout
+            while self._full_locked(snap):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if self._thread is None:
+                    self._start_locked()
+                self._wake.notify()
+                self._room.wait(remaining)
+            if not self._full_locked(snap):
+                return True
+        self.stats.dropped += 1
+        self._unreported_drops += 1
+        return False
+
+    def _start_locked(self) -> bool:
+        thread = threading.Thread(
+            target=self._run, name=f"dagster-logship {self.sink.destination}", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: the caller drains inline
+            return False
+        self._thread = thread
+        _ensure_exit_hooks()
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything enqueued so far is delivered or disposed of; False on timeout."""
+        if timeout is None:
+            timeout = self.options.flush_timeout
+        deadline = time.monotonic() + timeout
+        inline = False
+        with self._lock:
+            target = self._seq
+            if self._done_seq >= target:
+                return True
+            self._flush_target = max(self._flush_target, target)
+            if self._thread is None:
+                inline = not self._start_locked()
+            else:
+                self._wake.notify()
+        if inline:
+            self._drain_inline(deadline)
+        with self._lock:
+            while self._done_seq < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if self._thread is None and self._queue:
+                    if not self._start_locked():
+                        break
+                self._progress.wait(remaining)
+            return self._done_seq >= target
+
+    def stop(self) -> None:
+        """No handler uses this worker any more: drain what is queued, then end the thread."""
+        release = False
+        with self._lock:
+            self._stopping = True
+            self._wake.notify()
+            if self._thread is None:
+                if self._queue or self._carry:
+                    release = not self._start_locked()
+                else:
+                    release = True
+        if release:
+            self._release_sink()
+
+    def begin_exit(self, deadline: float) -> int:
+        """Process exit: deliver until ``deadline``, then spill. Returns the sequence to wait for."""
+        with self._lock:
+            self._abandon_at = deadline
+            target = self._seq
+            self._flush_target = max(self._flush_target, target)
+            if self._thread is None and (self._queue or self._carry):
+                self._start_locked()
+            self._wake.notify()
+        self._interrupt.set()
+        return target
+
+    def wait_done(self, target: int, deadline: float) -> bool:
+        with self._lock:
+            while self._done_seq < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self._thread is None and self._queue):
+                    return False
+                self._progress.wait(remaining)
+            return True
+
+    def abandon_now(self, reason: str) -> None:
+        """Spill whatever is still queued or in flight, from the exiting thread."""
+        with self._lock:
+            snaps = list(self._queue)
+            self._queue.clear()
+            self._queued_bytes = 0
+            items = self._carry + self._in_flight
+            self._carry = []
+            self._stolen = bool(self._in_flight)
+            self._done_seq = self._seq
+            self._progress.notify_all()
+        events = [(item.event, reason) for item in items]
+        events += [(build_event(snap), reason) for snap in snaps]
+        self._spill(events)
+
+    # -- worker side ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        _local.active = True
+        me = threading.current_thread()
+        try:
+            while True:
+                snaps, force, stop = self._take()
+                if snaps or (force and self._carry):
+                    self._process(snaps, force)
+                elif stop:
+                    break
+                else:
+                    _drain_releases()
+        except BaseException as exc:  # pragma: no cover - a bug; make it visible, keep records
+            diagnostic(f"worker for {self.sink.destination} failed: {exc!r}")
+        finally:
+            with self._lock:
+                if self._thread is me:
+                    self._thread = None
+                stopping = self._stopping and not self._queue
+                self._progress.notify_all()
+            if stopping:
+                self._release_sink()
+
+    def _drain_inline(self, deadline: float) -> None:
+        """Deliver from the calling thread (no worker thread could be started)."""
+        was_active = in_shipping_thread()
+        _local.active = True
+        try:
+            with self._lock:
+                self._abandon_at = deadline if self._abandon_at is None else self._abandon_at
+            while True:
+                with self._lock:
+                    if not self._queue and not self._carry:
+                        self._done_seq = self._seq
+                        self._progress.notify_all()
+                        return
+                    snaps = self._pop_batch_locked()
+                self._process(snaps, True)
+        finally:
+            _local.active = was_active
+
+    def _take(self) -> tuple[list[Snapshot], bool, bool]:
+        """Wait until a batch is due; return (snapshots, force-send, stop)."""
+        interval = self.options.flush_interval
+        with self._lock:
+            while True:
+                queue = self._queue
+                urgent = (
+                    self._flush_target > self._done_seq
+                    or self._stopping
+                    or self._abandon_at is not None
+                )
+                if not queue and not self._carry:
+                    if self._done_seq != self._seq:
+                        self._done_seq = self._seq
+                        self._progress.notify_all()
+                    if self._stopping:
+                        return [], False, True
+                    self._report_drops_locked()
+                    self._waiting = True
+                    self._wake.wait(_IDLE_TICK)
+                    self._waiting = False
+                    if not self._queue:
+                        return [], False, False
+                    continue
+                if urgent:
+                    return self._pop_batch_locked(), True, False
+                if len(queue) >= self.batch_events or self._queued_bytes >= self.batch_bytes:
+                    return self._pop_batch_locked(), False, False
+                first = queue[0].t_mono if queue else self._carry_t_mono
+                if self._carry:
+                    first = min(first, self._carry_t_mono)
+                wait_for = first + interval - time.monotonic()
+                if wait_for <= 0:
+                    return self._pop_batch_locked(), True, False
+                self._waiting = True
+                self._wake.wait(wait_for)
+                self._waiting = False
+
+    _carry_t_mono = 0.0
+
+    def _pop_batch_locked(self) -> list[Snapshot]:
+        out: list[Snapshot] = []
+        nbytes = 0
+        queue = self._queue
+        while queue and len(out) < self.batch_events:
+            size = queue[0].size
+            if out and nbytes + size > self.batch_bytes:
+                break
+            out.append(queue.popleft())
+            nbytes += size
+        self._queued_bytes -= nbytes
+        if out:
+            self._room.notify_all()
+        return out
+
+    def _items_of(self, snaps: Sequence[Snapshot]) -> list[Item]:
+        limits = self.sink.limits
+        overhead = limits.per_event_overhead
+        max_event = min(limits.max_event_bytes, self.batch_bytes - overhead)
+        items: list[Item] = []
+        split = 0
+        for snap in snaps:
+            event = build_event(snap)
+            text, nbytes = encode(event)
+            parts = [(event, text, nbytes)]
+            if nbytes > max_event:
+                parts = fit_event(event, text, nbytes, max_event, self.options.oversize)
+                split += len(parts) - 1
+            for part_event, part_text, part_bytes in parts:
+                try:
+                    payload = self.sink.payload(part_event, part_text)
+                except Exception:
+                    payload = part_text
+                items.append(
+                    Item(
+                        event=part_event,
+                        text=part_text,
+                        payload=payload,
+                        size=part_bytes + overhead,
+                        timestamp=snap.record.created,
+                        seq=snap.seq,
+                    )
+                )
+        if split:
+            self.stats.add(parts_split=split)
+        return items
+
+    def _batches(self, items: list[Item]) -> list[list[Item]]:
+        span = self.sink.limits.max_span_seconds
+        batches: list[list[Item]] = []
+        current: list[Item] = []
+        nbytes = 0
+        lo = hi = 0.0
+        for item in items:
+            if current:
+                too_big = len(current) >= self.batch_events or nbytes + item.size > self.batch_bytes
+                too_wide = span is not None and (
+                    max(hi, item.timestamp) - min(lo, item.timestamp) > span
+                )
+                if too_big or too_wide:
+                    batches.append(current)
+                    current, nbytes = [], 0
+            if not current:
+                lo = hi = item.timestamp
+            current.append(item)
+            nbytes += item.size
+            lo, hi = min(lo, item.timestamp), max(hi, item.timestamp)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _is_full(self, batch: list[Item]) -> bool:
+        nbytes = sum(item.size for item in batch)
+        return len(batch) >= self.batch_events or nbytes >= self.batch_bytes * 0.95
+
+    def _process(self, snaps: list[Snapshot], force: bool) -> None:
+        carried_since = self._carry_t_mono if self._carry else None
+        items = self._carry + self._items_of(snaps)
+        self._carry = []
+        if not items:
+            self._mark_done(None)
+            return
+        batches = self._batches(items)
+        if not force and len(batches) >= 1 and not self._is_full(batches[-1]):
+            # A partial batch while records are still arriving: wait for more (bounded by age).
+            self._carry = batches.pop()
+            # Age of the carried batch: its oldest record's, conservatively.
+            if carried_since is not None:
+                self._carry_t_mono = carried_since
+            else:
+                self._carry_t_mono = snaps[0].t_mono if snaps else time.monotonic()
+        for i, batch in enumerate(batches):
+            self._deliver(batch)
+            following = batches[i + 1] if i + 1 < len(batches) else self._carry
+            self._mark_done(following[0].seq - 1 if following else None)
+        if not batches and not self._carry:
+            self._mark_done(None)
+
+    def _mark_done(self, upto: int | None) -> None:
+        with self._lock:
+            if upto is None:
+                upto = self._seq if not self._queue else self._queue[0].seq - 1
+            if upto > self._done_seq:
+                self._done_seq = upto
+                self._progress.notify_all()
+            self._report_drops_locked()
+
+    def _report_drops_locked(self) -> None:
+        if self._unreported_drops:
+            n, self._unreported_drops = self._unreported_drops, 0
+            diagnostic(
+                f"dropped {n} record(s) for {self.sink.destination}: queue full "
+                f"(overflow={self.options.overflow}, queue_max_records="
+                f"{self.options.queue_max_records}, queue_max_bytes={self.options.queue_max_bytes})"
+            )
+
+    def _should_give_up(self) -> bool:
+        return self._abandon_at is not None and time.monotonic() >= self._abandon_at
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            limit = end if self._abandon_at is None else min(end, self._abandon_at)
+            remaining = limit - time.monotonic()
+            if remaining <= 0:
+                return
+            self._interrupt.wait(remaining)
+            self._interrupt.clear()
+
+    def _deliver(self, batch: list[Item]) -> None:
+        with self._lock:
+            self._in_flight = batch
+            self._stolen = False
+        remaining: list[Item] = batch
+        delivered = rejected = 0
+        spills: list[tuple[dict[str, Any], str]] = []
+
+        def attempt() -> None:
+            nonlocal remaining, delivered, rejected
+            if self._should_give_up():
+                raise _Abandoned
+            result = self.sink.send(remaining)
+            self.stats.add(batches=1)
+            retry_idx: Sequence[int] = ()
+            if result is not None:
+                for index, reason in result.rejected:
+                    spills.append((remaining[index].event, f"rejected by service: {reason}"))
+                rejected += len(result.rejected)
+                retry_idx = result.retry
+            delivered += len(remaining) - len(result.rejected if result else ()) - len(retry_idx)
+            if retry_idx:
+                remaining = [remaining[i] for i in retry_idx]
+                raise RetryableError(f"{len(retry_idx)} event(s) failed transiently")
+            remaining = []
+
+        policy = self._degraded_policy if self._degraded else self._policy
+        retrying = build_retrying(
+            policy,
+            give_up=self._should_give_up,
+            sleep=self._sleep,
+            on_retry=lambda: self.stats.add(retried=1),
+        )
+        try:
+            retrying(attempt)
+            self._degraded = False
+        except RetryableError as exc:
+            if self._should_give_up():
+                reason = f"process exiting: flush_timeout passed ({exc})"
+            else:
+                reason = f"retries exhausted ({exc})"
+                self._degraded = True
+                self._diagnose(
+                    f"{self.sink.destination}: giving up on a batch after "
+                    f"{self.options.retry_deadline:g}s of retries: {exc}; spilling it. "
+                    "Until a send succeeds, failing batches are spilled without waiting."
+                )
+            spills += [(item.event, reason) for item in remaining]
+        except _Abandoned:
+            spills += [(item.event, "process exiting: flush_timeout passed") for item in remaining]
+        except BatchRejectedError as exc:
+            if exc.diagnostic:
+                self._diagnose(f"{self.sink.destination}: {exc.diagnostic}")
+            spills += [(item.event, exc.reason) for item in remaining]
+        except Exception as exc:
+            self._diagnose(f"{self.sink.destination}: unexpected error while sending: {exc!r}")
+            spills += [(item.event, f"unexpected error: {type(exc).__name__}") for item in remaining]
+        with self._lock:
+            stolen, self._stolen = self._stolen, False
+            self._in_flight = []
+        if stolen:  # the exiting thread already spilled this batch
+            return
+        if delivered or rejected:
+            self.stats.add(delivered=delivered, rejected=rejected)
+        self._spill(spills)
+
+    def _spill(self, events: list[tuple[dict[str, Any], str]]) -> None:
+        if events:
+            self.stats.add(spilled=self.spill.write(events))
+
+    def _diagnose(self, line: str) -> None:
+        if line not in self._diagnosed:
+            self._diagnosed.add(line)
+            diagnostic(line)
+
+    def _release_sink(self) -> None:
+        try:
+            self.sink.close()
+        except Exception:
+            pass
+
+
+# -- registry: one worker per destination per process ---------------------------------------------
+
+
+@dataclass
+class _Entry:
+    worker: Worker
+    refs: int
+
+
+_registry_lock = threading.Lock()
+_registry: dict[Hashable, _Entry] = {}
+_released: SimpleQueue[tuple[Hashable, Worker]] = SimpleQueue()
+_live_workers: WeakSet[Worker] = WeakSet()
+
+
+def acquire(key: Hashable, factory: Callable[[], Worker]) -> Worker:
+    """The worker for ``key`` in this process, made by ``factory`` if there is none."""
+    _drain_releases()
+    with _registry_lock:
+        entry = _registry.get(key)
+        if entry is None:
+            entry = _registry[key] = _Entry(factory(), 0)
+        entry.refs += 1
+        return entry.worker
+
+
+def release(key: Hashable, worker: Worker) -> None:
+    """One handler is done with ``worker``; the last one stops it (after it drains)."""
+    with _registry_lock:
+        entry = _registry.get(key)
+        if entry is None or entry.worker is not worker:
+            return
+        entry.refs -= 1
+        if entry.refs > 0:
+            return
+        del _registry[key]
+    worker.stop()
+
+
+def release_later(key: Hashable, worker: Worker) -> None:
+    """Release from a garbage-collection callback: no locks here, done at the next safe point."""
+    _released.put((key, worker))
+
+
+def _drain_releases() -> None:
+    while True:
+        try:
+            key, worker = _released.get_nowait()
+        except Exception:
+            return
+        release(key, worker)
+
+
+def registered_workers() -> list[Worker]:
+    """Workers alive in this process (for tests and diagnostics)."""
+    _drain_releases()
+    return [w for w in list(_live_workers) if w._pid == os.getpid()]
+
+
+# -- process lifecycle ----------------------------------------------------------------------------
+
+_hooks_pid: int | None = None
+
+
+def shutdown_all() -> None:
+    """Give every worker its ``flush_timeout`` to deliver, then spill what is left.
+
+    Runs at interpreter exit and when a ``multiprocessing`` child finishes. Never waits longer
+    than the largest ``flush_timeout`` of the workers alive.
+    """
+    pid = os.getpid()
+    workers = [w for w in list(_live_workers) if w._pid == pid]
+    now = time.monotonic()
+    waits = []
+    for worker in workers:
+        deadline = now + worker.options.flush_timeout
+        try:
+            waits.append((worker, worker.begin_exit(deadline), deadline))
+        except Exception:
+            continue
+    for worker, target, deadline in waits:
+        try:
+            if not worker.wait_done(target, deadline):
+                worker.abandon_now(
+                    f"process exiting: not delivered within flush_timeout "
+                    f"({worker.options.flush_timeout:g}s)"
+                )
+        except Exception:
+            continue
+    for worker in workers:  # a worker may be reused by a later handler in this process
+        with worker._lock:
+            worker._abandon_at = None
+
+
+def _ensure_exit_hooks() -> None:
+    """Register exit hooks in this process (a forked child starts with no Finalize registry)."""
+    global _hooks_pid
+    pid = os.getpid()
+    if _hooks_pid == pid:
+        return
+    _hooks_pid = pid
+    atexit.register(shutdown_all)
+    try:
+        from multiprocessing import util
+
+        # multiprocessing children started by fork or forkserver end with os._exit() after
+        # running these finalizers, skipping atexit.
+        util.Finalize(None, shutdown_all, exitpriority=100)
+    except Exception:  # pragma: no cover
+        pass
+
+
+def _after_fork_in_child() -> None:
+    global _hooks_pid
+    global _registry_lock
+    for worker in list(_live_workers):
+        worker.after_fork()
+    _registry_lock = threading.Lock()
+    _hooks_pid = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
