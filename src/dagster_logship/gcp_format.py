@@ -53,7 +53,7 @@ def source_location_of(event: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def trace_fields_of(event: dict[str, Any]) -> dict[str, Any]:
-    """Trace correlation from user extras named ``trace``, ``span_id``/``spanId``, ``trace_sampled``."""
+    """Trace correlation from extras named ``trace``, ``span_id``/``spanId``, ``trace_sampled``."""
     out: dict[str, Any] = {}
     if event.get("trace"):
         out["trace"] = str(event["trace"])

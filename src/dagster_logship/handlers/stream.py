@@ -1,4 +1,4 @@
-"""``JsonStreamHandler``: one JSON object per line on stdout or stderr, through the shipping layer."""
+"""``JsonStreamHandler``: one JSON object per line on stdout or stderr, shipped by the core."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ class JsonStreamHandler(ShippingHandler):
     ) -> None:
         options, unknown = ShippingOptions.pick(shipping)
         if unknown:
-            raise TypeError(f"unknown keyword(s) for JsonStreamHandler: {', '.join(sorted(unknown))}")
+            raise TypeError(
+                f"unknown keyword(s) for JsonStreamHandler: {', '.join(sorted(unknown))}"
+            )
         JsonStreamSink(stream, format)  # validate now, not in the worker
         key = ("stream", stream if isinstance(stream, str) else id(stream), format)
         super().__init__(lambda: JsonStreamSink(stream, format), key, options, level)

@@ -10,21 +10,22 @@ from dagster import Field, Noneable, StringSource
 
 from ..shipping.options import ConfigError, ShippingOptions
 
-__all__ = ["build_logger", "common_schema", "coerce_level", "shipping_kwargs", "shipping_schema"]
+__all__ = ["build_logger", "coerce_level", "common_schema", "shipping_kwargs", "shipping_schema"]
 
 _DESCRIPTIONS = {
     "flush_interval": "Seconds a record may wait to fill a batch before it is sent.",
     "max_batch_size": "Events per request (default and ceiling: the service's maximum).",
-    "max_batch_bytes": "Bytes per request as the service counts them (default and ceiling: its maximum).",
-    "queue_max_records": "Records held in memory per destination before the overflow policy applies.",
-    "queue_max_bytes": "Approximate bytes held in memory per destination before the overflow policy applies.",
-    "overflow": "When the queue is full: block (up to block_timeout, then drop), drop_oldest or drop_newest.",
+    "max_batch_bytes": "Bytes per request as the service counts them (default, ceiling: its max).",
+    "queue_max_records": "Records held in memory per destination before overflow applies.",
+    "queue_max_bytes": "Approximate bytes held in memory per destination before overflow applies.",
+    "overflow": "When the queue is full: block (up to block_timeout, then drop), drop_oldest "
+    "or drop_newest.",
     "block_timeout": "Seconds a log call may wait for room when overflow is block.",
-    "retry_deadline": "Seconds a batch is retried (throttling, 5xx, timeouts) before it is spilled.",
+    "retry_deadline": "Seconds a batch is retried (throttling, 5xx, timeouts), then spilled.",
     "retry_initial_backoff": "First backoff in seconds (exponential, full jitter).",
     "retry_max_backoff": "Longest single backoff in seconds.",
-    "flush_timeout": "Seconds a process waits at exit (and close) for delivery before spilling the rest.",
-    "spill_path": "File (mode 0600) for undeliverable records as JSON lines; stderr when unset.",
+    "flush_timeout": "Seconds a process waits at exit (and close) for delivery, then spills.",
+    "spill_path": "File (mode 0600) for undeliverable records (JSON lines); else stderr.",
     "oversize": "Events over the service's size limit: split (ordered parts) or truncate.",
 }
 
@@ -45,7 +46,9 @@ def shipping_schema() -> dict[str, Field]:
             kind = StringSource
         else:
             kind = float
-        schema[f.name] = Field(kind, is_required=False, default_value=default, description=description)
+        schema[f.name] = Field(
+            kind, is_required=False, default_value=default, description=description
+        )
     return schema
 
 
@@ -77,7 +80,7 @@ def coerce_level(value: Any) -> int:
 
 def shipping_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     """The shared keys present in a logger config, as handler keywords."""
-    return {k: config[k] for k in ShippingOptions.keys() if k in config}
+    return {k: config[k] for k in ShippingOptions.names() if k in config}
 
 
 def build_logger(name: str, level: Any, handler: logging.Handler) -> logging.Logger:

@@ -15,11 +15,16 @@ __all__ = ["json_console_logger"]
 @logger(
     config_schema={
         **common_schema(),
-        "stream": Field(StringSource, is_required=False, default_value="stdout",
-                        description="stdout or stderr."),
-        "format": Field(StringSource, is_required=False, default_value="json",
-                        description="json (the event schema) or gcp (adds the keys Google's "
-                        "agents read from stdout on GKE and Cloud Run)."),
+        "stream": Field(
+            StringSource, is_required=False, default_value="stdout", description="stdout or stderr."
+        ),
+        "format": Field(
+            StringSource,
+            is_required=False,
+            default_value="json",
+            description="json (the event schema) or gcp (adds the keys Google's "
+            "agents read from stdout on GKE and Cloud Run).",
+        ),
         **shipping_schema(),
     },
     description="One JSON object per line on stdout (or stderr), never blocking the op.",

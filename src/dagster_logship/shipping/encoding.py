@@ -134,7 +134,9 @@ def _exception_of(snap: Snapshot, meta: dict[str, Any] | None) -> dict[str, Any]
         }
     if meta is not None:
         # Dagster reports step failures as events carrying a SerializableErrorInfo.
-        error = getattr(getattr(meta.get("dagster_event"), "event_specific_data", None), "error", None)
+        error = getattr(
+            getattr(meta.get("dagster_event"), "event_specific_data", None), "error", None
+        )
         if error is not None and hasattr(error, "message"):
             try:
                 return {
@@ -187,7 +189,11 @@ def build_event(snap: Snapshot) -> dict[str, Any]:
         event["exception"] = exception
     if meta is None:
         # Dagster re-logs records from its own code, so their location would be Dagster's.
-        event["source"] = {"file": record.pathname, "line": record.lineno, "function": record.funcName}
+        event["source"] = {
+            "file": record.pathname,
+            "line": record.lineno,
+            "function": record.funcName,
+        }
     try:
         for key, value in record.__dict__.items():
             if key in _NOT_EXTRA or key.startswith("_"):
@@ -253,9 +259,7 @@ def _sanitize(obj: Any, depth: int, path: set[int]) -> Any:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(
-        obj, cls=_Encoder, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    )
+    return json.dumps(obj, cls=_Encoder, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def encode(event: dict[str, Any]) -> tuple[str, int]:
@@ -306,10 +310,10 @@ def fit_event(
     # part marker).
     event["message"] = ""
     event["part"] = {"index": 999999, "count": 999999}
-    base_text, base_bytes = encode(event)
+    base_bytes = encode(event)[1]
     if base_bytes > max_bytes // 2:
         _shrink_other_fields(event, max_bytes // 4)
-        base_text, base_bytes = encode(event)
+        base_bytes = encode(event)[1]
     room = max(64, max_bytes - base_bytes - 64)
     if mode == "truncate":
         del event["part"]

@@ -23,6 +23,24 @@ from .worker import Worker, acquire, in_shipping_thread, release, release_later
 __all__ = ["ShippingHandler"]
 
 
+def _holds_logging_lock() -> bool:
+    """True when this thread holds the ``logging`` module lock.
+
+    FIX (found by the GCP sink, minimal): ``logging.config.dictConfig`` (which Dagster calls
+    each time it builds a log manager on an instance with settings) closes and flushes every
+    live handler while holding that lock. The worker thread needs the same lock whenever an SDK
+    module it imports lazily calls ``logging.getLogger`` or a logger's level cache was cleared,
+    so waiting for the worker there deadlocked until ``flush_timeout``. Not waiting loses
+    nothing: the worker goes on delivering once the lock is released.
+    """
+    lock = getattr(logging, "_lock", None)
+    is_owned = getattr(lock, "_is_owned", None)
+    try:
+        return bool(is_owned()) if is_owned is not None else False
+    except Exception:
+        return False
+
+
 class ShippingHandler(logging.Handler):
     """Ships records to one destination through a shared, batching worker.
 
@@ -83,13 +101,16 @@ class ShippingHandler(logging.Handler):
         worker = self._worker
         if worker is None:
             return True
+        if _holds_logging_lock():
+            timeout = 0.0  # see _holds_logging_lock: waiting here could deadlock
         return worker.flush(timeout)
 
     def close(self) -> None:
         """Flush (up to ``flush_timeout``) and release the worker; later emits start it again."""
         worker, finalizer = self._worker, self._finalizer
         if worker is not None and finalizer is not None:
-            worker.flush(self.options.flush_timeout)
+            # Under dictConfig the worker keeps draining after we return (see _holds_logging_lock).
+            worker.flush(0.0 if _holds_logging_lock() else self.options.flush_timeout)
             self._last_stats = self._stats_of(worker)
             self._worker = None
             if finalizer.detach() is not None:

@@ -82,13 +82,13 @@ class ShippingOptions:
             raise ConfigError("spill_path", f"got {self.spill_path!r}", "give a file path string")
 
     @classmethod
-    def keys(cls) -> tuple[str, ...]:
+    def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
     def pick(cls, values: dict[str, Any]) -> tuple[ShippingOptions, dict[str, Any]]:
         """Split keyword arguments into shipping options and the rest."""
-        names = set(cls.keys())
+        names = set(cls.names())
         mine = {k: v for k, v in values.items() if k in names}
         rest = {k: v for k, v in values.items() if k not in names}
         return cls(**mine), rest

@@ -80,6 +80,16 @@ class _RetryAfterFloor(tenacity.wait.wait_base):
         return wait
 
 
+class _GiveUp(tenacity.stop.stop_base):
+    """Stop when the worker says so (the process is exiting)."""
+
+    def __init__(self, give_up: Callable[[], bool]) -> None:
+        self.give_up = give_up
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.give_up()
+
+
 def build_retrying(
     policy: RetryPolicy,
     *,
@@ -93,14 +103,13 @@ def build_retrying(
     does not wait out a backoff. The last error is re-raised when the policy gives up.
     """
 
-    def _give_up(_: tenacity.RetryCallState) -> bool:
-        return give_up()
-
-    stop = tenacity.stop_before_delay(policy.deadline) | _give_up
+    stop = tenacity.stop_before_delay(policy.deadline) | _GiveUp(give_up)
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(RetryableError),
         wait=_RetryAfterFloor(
-            tenacity.wait_random_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff)
+            tenacity.wait_random_exponential(
+                multiplier=policy.initial_backoff, max=policy.max_backoff
+            )
         ),
         stop=stop,
         sleep=sleep,

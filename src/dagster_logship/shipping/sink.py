@@ -70,7 +70,7 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def send(self, items: Sequence[Item]) -> SendResult | None:
-        """Send one batch that obeys :attr:`limits`; return per-event outcomes or None if all went."""
+        """Send one batch that obeys :attr:`limits`; per-event outcomes, or None if all went."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections; the sink may be used again afterwards."""

@@ -15,6 +15,8 @@ deliver and spills the rest.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import multiprocessing.util
 import os
 import threading
 import time
@@ -54,8 +56,12 @@ class Worker:
         self.sink = sink
         self.options = options
         limits = sink.limits
-        self.batch_events = min(options.max_batch_size or limits.max_batch_events, limits.max_batch_events)
-        self.batch_bytes = min(options.max_batch_bytes or limits.max_batch_bytes, limits.max_batch_bytes)
+        self.batch_events = min(
+            options.max_batch_size or limits.max_batch_events, limits.max_batch_events
+        )
+        self.batch_bytes = min(
+            options.max_batch_bytes or limits.max_batch_bytes, limits.max_batch_bytes
+        )
         self.spill = Spill(options.spill_path, sink.destination)
         self._policy = RetryPolicy(
             initial_backoff=options.retry_initial_backoff,
@@ -100,10 +106,8 @@ class Worker:
         """In a forked child: start empty with fresh locks; the parent ships what it queued."""
         self._init_process_state()
         self.spill.after_fork()
-        try:
+        with contextlib.suppress(Exception):
             self.sink.after_fork()
-        except Exception:
-            pass
 
     # -- caller side ---------------------------------------------------------------------------
 
@@ -117,9 +121,8 @@ class Worker:
             if (
                 len(queue) >= self.options.queue_max_records
                 or self._queued_bytes + snap.size > self.options.queue_max_bytes
-            ) and queue:
-                if not self._make_room_locked(snap):
-                    return
+            ) and queue and not self._make_room_locked(snap):
+                return
             self._seq += 1
             snap.seq = self._seq
             snap.t_mono = time.monotonic()
@@ -202,9 +205,8 @@ class Worker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                if self._thread is None and self._queue:
-                    if not self._start_locked():
-                        break
+                if self._thread is None and self._queue and not self._start_locked():
+                    break
                 self._progress.wait(remaining)
             return self._done_seq >= target
 
@@ -215,15 +217,12 @@ class Worker:
             self._stopping = True
             self._wake.notify()
             if self._thread is None:
-                if self._queue or self._carry:
-                    release = not self._start_locked()
-                else:
-                    release = True
+                release = not self._start_locked() if self._queue or self._carry else True
         if release:
             self._release_sink()
 
     def begin_exit(self, deadline: float) -> int:
-        """Process exit: deliver until ``deadline``, then spill. Returns the sequence to wait for."""
+        """Process exit: deliver until ``deadline``, then spill. Returns the sequence to await."""
         with self._lock:
             self._abandon_at = deadline
             target = self._seq
@@ -327,7 +326,12 @@ class Worker:
                     continue
                 if urgent:
                     return self._pop_batch_locked(), True, False
-                if len(queue) >= self.batch_events or self._queued_bytes >= self.batch_bytes:
+                if (
+                    len(queue) >= self.batch_events
+                    or self._queued_bytes >= self.batch_bytes
+                    or len(queue) >= self.options.queue_max_records
+                    or self._queued_bytes >= self.options.queue_max_bytes
+                ):  # a full batch, or a full queue that callers may be waiting on
                     return self._pop_batch_locked(), False, False
                 first = queue[0].t_mono if queue else self._carry_t_mono
                 if self._carry:
@@ -424,8 +428,10 @@ class Worker:
             self._mark_done(None)
             return
         batches = self._batches(items)
-        if not force and len(batches) >= 1 and not self._is_full(batches[-1]):
-            # A partial batch while records are still arriving: wait for more (bounded by age).
+        more_waiting = bool(self._queue)  # a hint; read without the lock
+        if (more_waiting or not force) and batches and not self._is_full(batches[-1]):
+            # A partial batch while more records are queued or arriving: fill it first (the age
+            # of its oldest record still bounds how long it waits).
             self._carry = batches.pop()
             # Age of the carried batch: its oldest record's, conservatively.
             if carried_since is not None:
@@ -526,7 +532,9 @@ class Worker:
             spills += [(item.event, exc.reason) for item in remaining]
         except Exception as exc:
             self._diagnose(f"{self.sink.destination}: unexpected error while sending: {exc!r}")
-            spills += [(item.event, f"unexpected error: {type(exc).__name__}") for item in remaining]
+            spills += [
+                (item.event, f"unexpected error: {type(exc).__name__}") for item in remaining
+            ]
         with self._lock:
             stolen, self._stolen = self._stolen, False
             self._in_flight = []
@@ -546,10 +554,8 @@ class Worker:
             diagnostic(line)
 
     def _release_sink(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.sink.close()
-        except Exception:
-            pass
 
 
 # -- registry: one worker per destination per process ---------------------------------------------
@@ -654,14 +660,10 @@ def _ensure_exit_hooks() -> None:
         return
     _hooks_pid = pid
     atexit.register(shutdown_all)
-    try:
-        from multiprocessing import util
-
-        # multiprocessing children started by fork or forkserver end with os._exit() after
-        # running these finalizers, skipping atexit.
-        util.Finalize(None, shutdown_all, exitpriority=100)
-    except Exception:  # pragma: no cover
-        pass
+    # multiprocessing children started by fork or forkserver end with os._exit() after running
+    # these finalizers, skipping atexit. (Imported at module level: an import in a forked child
+    # can hang on a module lock that another thread of the parent held at fork time.)
+    multiprocessing.util.Finalize(None, shutdown_all, exitpriority=100)
 
 
 def _after_fork_in_child() -> None:

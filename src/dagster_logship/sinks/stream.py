@@ -8,9 +8,12 @@ so that stdout alone gives structured entries in Cloud Logging.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from typing import IO, Any
+from weakref import WeakSet
 
 from ..gcp_format import labels_of, severity_of, source_location_of, trace_fields_of
 from ..shipping.encoding import encode
@@ -65,6 +68,8 @@ class JsonStreamSink(Sink):
         self.stream = stream
         self.format = format
         self.destination = stream if isinstance(stream, str) else "stream"
+        self._write_lock = threading.Lock()
+        _stream_sinks.add(self)
 
     def payload(self, item_event: dict[str, Any], text: str) -> Any:
         if self.format == "gcp":
@@ -82,11 +87,43 @@ class JsonStreamSink(Sink):
             raise BatchRejectedError(f"{self.destination} is not available")
         data = "\n".join(item.payload for item in items) + "\n"
         try:
-            stream.write(data)
-            stream.flush()
+            with self._write_lock:
+                stream.write(data)
+                stream.flush()
         except (ValueError, OSError) as exc:  # closed or broken stream
             raise BatchRejectedError(
                 f"{self.destination} not writable: {exc}",
                 diagnostic=f"cannot write to {self.destination} ({exc}); spilling",
             ) from exc
         return None
+
+
+# A fork in the middle of a write would leave the child's stdout buffer locked by a thread that
+# does not exist there, and the child's first write would hang. Forks wait for the write to end.
+_stream_sinks: WeakSet[JsonStreamSink] = WeakSet()
+_held: list[JsonStreamSink] = []
+
+
+def _before_fork() -> None:
+    for sink in list(_stream_sinks):
+        if sink._write_lock.acquire(timeout=5):
+            _held.append(sink)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop()._write_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    _held.clear()
+    for sink in list(_stream_sinks):
+        sink._write_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

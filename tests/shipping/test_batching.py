@@ -1,0 +1,88 @@
+"""Batches are formed by count, by bytes as the sink counts them, by age and by time span."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from support import MemorySink, wait_until
+
+from dagster_logship.shipping import SinkLimits
+
+
+def test_batches_by_count_without_flush(make_handler, sink):
+    handler, logger = make_handler(max_batch_size=10)
+    for i in range(25):
+        logger.info("m%d", i)
+    assert sink.wait_calls(2)  # two full batches go out on their own
+    assert [len(c) for c in sink.calls[:2]] == [10, 10]
+    assert handler.flush(5)
+    assert [len(c) for c in sink.calls] == [10, 10, 5]
+    assert sink.messages() == [f"m{i}" for i in range(25)]
+    assert handler.stats["delivered"] == 25
+    assert handler.stats["enqueued"] == 25
+
+
+def test_batches_by_bytes_as_the_sink_counts_them(make_handler, sink):
+    handler, logger = make_handler(max_batch_bytes=3000)
+    for i in range(40):
+        logger.info("x" * 200 + str(i))
+    assert handler.flush(5)
+    sizes = [sum(item.size for item in call) for call in sink.calls]
+    assert all(size <= 3000 for size in sizes)
+    # each item is its JSON text in UTF-8 plus the sink's declared overhead
+    item = sink.calls[0][0]
+    assert item.size == len(item.text.encode("utf-8")) + sink.limits.per_event_overhead
+    # batches are filled: all but the last hold more than the limit minus one event
+    assert all(size > 3000 - item.size for size in sizes[:-1])
+    assert len(sink.messages()) == 40
+
+
+def test_batches_by_age(make_handler, sink):
+    handler, logger = make_handler(flush_interval=0.3)
+    start = time.monotonic()
+    logger.info("one")
+    logger.info("two")
+    assert sink.wait_calls(1)
+    waited = time.monotonic() - start
+    assert waited >= 0.3 * 0.9
+    assert sink.messages() == ["one", "two"]
+
+
+def test_batch_never_spans_more_than_the_sink_allows(make_handler):
+    sink = MemorySink(
+        SinkLimits(max_batch_events=100, max_batch_bytes=100_000, max_event_bytes=50_000, max_span_seconds=10)
+    )
+    handler, logger = make_handler(target=sink)
+    base = time.time()
+    for offset in (0, 5, 9, 11, 30, 31):
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, f"t{offset}", (), None)
+        record.created = base + offset
+        logger.handle(record)
+    assert handler.flush(5)
+    groups = [[item.event["message"] for item in call] for call in sink.calls]
+    assert groups == [["t0", "t5", "t9"], ["t11"], ["t30", "t31"]]
+
+
+def test_backlog_fills_batches_to_the_limit(make_handler, sink):
+    sink.gate.clear()
+    handler, logger = make_handler(max_batch_size=50)
+    logger.info("first")
+    handler.flush(0)  # send it now: it stays in flight while the gate is closed
+    assert sink.in_send.wait(5)
+    for i in range(500):
+        logger.info("b%d", i)
+    sink.gate.set()
+    assert handler.flush(10)
+    sizes = [len(c) for c in sink.calls[1:]]
+    assert sum(sizes) == 500
+    assert sizes.count(50) == 10
+
+
+def test_flush_interval_bounds_latency_of_a_partial_batch_after_a_full_one(make_handler, sink):
+    handler, logger = make_handler(max_batch_size=10, flush_interval=0.2)
+    for i in range(13):
+        logger.info("m%d", i)
+    assert sink.wait_calls(2, timeout=5)
+    assert [len(c) for c in sink.calls] == [10, 3]
+    assert wait_until(lambda: handler.stats["delivered"] == 13)

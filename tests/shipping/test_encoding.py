@@ -1,0 +1,167 @@
+"""Bad input becomes valid JSON with a documented transformation; never an exception."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import uuid
+
+import pytest
+from support import MemorySink
+
+from dagster_logship import JsonStreamHandler
+from dagster_logship.shipping import SCHEMA_FIELDS, SinkLimits
+from dagster_logship.shipping.encoding import build_event, encode, fit_event, snapshot
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.fixture
+def json_logger():
+    out = io.StringIO()
+    handler = JsonStreamHandler(stream=out, flush_interval=60, flush_timeout=5)
+    logger = logging.Logger(f"enc-{uuid.uuid4().hex[:6]}", level=logging.DEBUG)
+    logger.addHandler(handler)
+
+    def lines() -> list[dict]:
+        assert handler.flush(5)
+        return [json.loads(line) for line in out.getvalue().splitlines()]
+
+    yield logger, lines
+    handler.close()
+
+
+def test_schema_fields_are_always_present(json_logger):
+    logger, lines = json_logger
+    logger.warning("plain %s", "args", extra={"rows": 3, "message_id": "x"})
+    (event,) = lines()
+    assert set(SCHEMA_FIELDS) <= set(event)
+    assert event["message"] == "plain args"
+    assert event["level"] == "WARNING"
+    assert event["timestamp"].endswith("Z") and "T" in event["timestamp"]
+    assert event["rows"] == 3 and event["message_id"] == "x"
+    assert event["source"]["function"] == "test_schema_fields_are_always_present"
+
+
+def test_extras_that_collide_with_schema_fields_are_prefixed(json_logger):
+    logger, lines = json_logger
+    logger.info("m", extra={"run_id": "from-user", "level": "custom"})
+    (event,) = lines()
+    assert event["run_id"] is None and event["extra_run_id"] == "from-user"
+    assert event["level"] == "INFO" and event["extra_level"] == "custom"
+
+
+def test_bad_input_corpus_ends_as_valid_json(json_logger):
+    logger, lines = json_logger
+    cyclic: dict = {"name": "loop"}
+    cyclic["self"] = cyclic
+    deep: list = []
+    node = deep
+    for _ in range(500):
+        node.append([])
+        node = node[0]
+    try:
+        try:
+            raise ValueError("inner")
+        except ValueError as inner:
+            raise KeyError("outer") from inner
+    except KeyError:
+        logger.exception("with cause")
+    logger.info("")
+    logger.info("bad surrogate \udc80 here")
+    logger.info(b"bytes message \xff")
+    logger.info({"dict": "message", "n": 1})
+    logger.info("%d items", "not a number")  # bad %-args
+    logger.info(
+        "extras",
+        extra={
+            "nan": math.nan,
+            "inf": -math.inf,
+            "obj": object(),
+            "unprintable": Unprintable(),
+            "cyclic": cyclic,
+            "deep": deep,
+            "raw": b"\x00\xfe",
+            "set": {1},
+            "uuid": uuid.UUID(int=1),
+        },
+    )
+    events = lines()
+    assert len(events) == 7
+    by_message = {e["message"]: e for e in events}
+    assert by_message["with cause"]["exception"]["type"] == "KeyError"
+    assert "ValueError: inner" in by_message["with cause"]["exception"]["traceback"]
+    assert "" in by_message
+    assert "bad surrogate \ufffd here" in by_message
+    assert "b'bytes message \\xff'" in by_message
+    assert "{'dict': 'message', 'n': 1}" in by_message
+    bad_args = next(m for m in by_message if m.startswith("'%d items'"))
+    assert "could not merge args" in bad_args
+    extras = by_message["extras"]
+    assert extras["nan"] == "NaN" and extras["inf"] == "-Infinity"
+    assert extras["obj"].startswith("<object object")
+    assert isinstance(extras["unprintable"], str)
+    assert extras["cyclic"]["self"] == "<cycle>"
+    assert "<max depth>" in json.dumps(extras["deep"])
+    assert extras["raw"] == "\x00\\xfe"  # valid UTF-8 kept, invalid bytes escaped
+    assert extras["set"] == [1]
+    assert extras["uuid"] == str(uuid.UUID(int=1))
+
+
+def test_oversized_message_is_split_into_ordered_parts():
+    rec = logging.LogRecord("x", logging.INFO, __file__, 1, "é" * 30_000 + "END", (), None)
+    event = build_event(snapshot(rec))
+    text, nbytes = encode(event)
+    parts = fit_event(event, text, nbytes, 10_000, "split")
+    assert len(parts) > 1
+    assert all(nb <= 10_000 for _, _, nb in parts)
+    assert [p["part"] for p, _, _ in parts] == [
+        {"index": i, "count": len(parts)} for i in range(1, len(parts) + 1)
+    ]
+    assert "".join(p["message"] for p, _, _ in parts) == "é" * 30_000 + "END"
+    for part_event, part_text, part_bytes in parts:
+        assert json.loads(part_text) == part_event
+        assert len(part_text.encode()) == part_bytes
+
+
+def test_oversized_message_truncated_with_a_marker():
+    rec = logging.LogRecord("x", logging.INFO, __file__, 1, "a" * 50_000, (), None)
+    event = build_event(snapshot(rec))
+    (only,) = fit_event(event, *encode(event), 10_000, "truncate")
+    assert only[2] <= 10_000
+    assert only[0]["message"].startswith("a" * 1000)
+    assert only[0]["message"].endswith("bytes]")
+    assert "truncated" in only[0]["message"]
+
+
+def test_oversized_extras_are_cut_too():
+    rec = logging.LogRecord("x", logging.INFO, __file__, 1, "small", (), None)
+    rec.blob = "z" * 50_000
+    event = build_event(snapshot(rec))
+    parts = fit_event(event, *encode(event), 10_000, "split")
+    assert all(nb <= 10_000 for _, _, nb in parts)
+    assert parts[0][0]["blob"]["truncated"] is True
+
+
+def test_two_megabyte_message_reaches_a_sink_in_parts(make_handler):
+    sink = MemorySink(SinkLimits(max_batch_events=50, max_batch_bytes=1_000_000, max_event_bytes=256 * 1024))
+    handler, logger = make_handler(target=sink)
+    big = "0123456789" * 200_000
+    logger.info(big)
+    assert handler.flush(10)
+    items = [item for call in sink.calls for item in call]
+    assert len(items) >= len(big) // (256 * 1024) + 1
+    assert all(item.size <= 256 * 1024 for item in items)
+    assert [item.event["part"]["index"] for item in items] == list(range(1, len(items) + 1))
+    assert all(sum(i.size for i in call) <= 1_000_000 for call in sink.calls)
+    assert "".join(item.event["message"] for item in items) == big
+    assert handler.stats["parts_split"] == len(items) - 1
+    assert handler.stats["delivered"] == len(items)

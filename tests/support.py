@@ -1,0 +1,72 @@
+"""Test support: a scriptable in-memory sink. The core's contract with sinks is what these tests exercise.
+
+It stands in for a cloud service only in these unit tests of the shipping core; the sinks'
+own tests talk to a moto server and to the fake Cloud Logging server.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dagster_logship.shipping import Item, SendResult, Sink, SinkLimits
+
+
+class MemorySink(Sink):
+    """Records every batch; ``script`` entries are raised or returned by the next sends."""
+
+    def __init__(self, limits: SinkLimits | None = None) -> None:
+        self.limits = limits or SinkLimits(
+            max_batch_events=100, max_batch_bytes=100_000, max_event_bytes=50_000, per_event_overhead=10
+        )
+        self.destination = "memory"
+        self.calls: list[list[Item]] = []
+        self.script: deque[Any] = deque()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.in_send = threading.Event()
+        self.owner = os.getpid()
+        self.on_send: Callable[[Sequence[Item]], None] | None = None
+        self._cond = threading.Condition()
+        self.closed = 0
+
+    def send(self, items: Sequence[Item]) -> SendResult | None:
+        self.in_send.set()
+        if os.getpid() == self.owner:
+            self.gate.wait()
+        if self.on_send is not None:
+            self.on_send(items)
+        with self._cond:
+            self.calls.append(list(items))
+            step = self.script.popleft() if self.script else None
+            self._cond.notify_all()
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def messages(self) -> list[str]:
+        """Messages the service accepted, in arrival order (retries show up again)."""
+        return [item.event["message"] for call in self.calls for item in call]
+
+    def wait_calls(self, n: int, timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.calls) >= n, timeout)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll a condition (for state no event announces); never a fixed sleep."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.002)
+    return predicate()
+
+
