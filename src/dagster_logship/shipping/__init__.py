@@ -10,6 +10,7 @@ from .retry import BatchRejectedError, RetryableError, RetryPolicy, ShippingErro
 from .sink import Item, SendResult, Sink, SinkLimits
 from .spill import SPILL_KEY, read_spill
 from .stats import DeliveryStats
+from .worker import flush_all
 
 __all__ = [
     "SCHEMA_FIELDS",
@@ -28,6 +29,7 @@ __all__ = [
     "SinkLimits",
     "build_event",
     "encode",
+    "flush_all",
     "read_spill",
     "snapshot",
 ]

@@ -48,7 +48,15 @@ SCHEMA_FIELDS: tuple[str, ...] = (
 _DAGSTER_META = "dagster_meta"
 # Attributes of a LogRecord that are not user extras. python-json-logger keeps the list of the
 # standard ones per Python version; the rest are set by formatters or by Dagster.
-_NOT_EXTRA = frozenset(RESERVED_ATTRS) | {"taskName", "message", "asctime", _DAGSTER_META}
+# Dagster also passes the event objects it logs as extras; the schema carries what they say.
+_NOT_EXTRA = frozenset(RESERVED_ATTRS) | {
+    "taskName",
+    "message",
+    "asctime",
+    _DAGSTER_META,
+    "dagster_event",
+    "dagster_event_batch_metadata",
+}
 _MAX_DEPTH = 32
 
 
@@ -180,7 +188,11 @@ def build_event(snap: Snapshot) -> dict[str, Any]:
         event["job_tags"] = dict(tags) if tags else None
         dagster_event = meta.get("dagster_event")
         if dagster_event is not None:
-            event["event_type"] = getattr(dagster_event, "event_type_value", None)
+            # The enum's name (RUN_SUCCESS), not its legacy value (PIPELINE_SUCCESS).
+            kind = getattr(dagster_event, "event_type", None)
+            event["event_type"] = getattr(kind, "name", None) or getattr(
+                dagster_event, "event_type_value", None
+            )
             pid = getattr(dagster_event, "pid", None)
             if isinstance(pid, int):
                 event["pid"] = pid

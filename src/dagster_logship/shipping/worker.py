@@ -34,7 +34,15 @@ from .sink import Item, Sink
 from .spill import Spill, diagnostic
 from .stats import DeliveryStats
 
-__all__ = ["Worker", "acquire", "in_shipping_thread", "release", "release_later", "shutdown_all"]
+__all__ = [
+    "Worker",
+    "acquire",
+    "flush_all",
+    "in_shipping_thread",
+    "release",
+    "release_later",
+    "shutdown_all",
+]
 
 _IDLE_TICK = 1.0
 _local = threading.local()
@@ -119,9 +127,13 @@ class Worker:
         with self._lock:
             queue = self._queue
             if (
-                len(queue) >= self.options.queue_max_records
-                or self._queued_bytes + snap.size > self.options.queue_max_bytes
-            ) and queue and not self._make_room_locked(snap):
+                (
+                    len(queue) >= self.options.queue_max_records
+                    or self._queued_bytes + snap.size > self.options.queue_max_bytes
+                )
+                and queue
+                and not self._make_room_locked(snap)
+            ):
                 return
             self._seq += 1
             snap.seq = self._seq
@@ -609,6 +621,19 @@ def _drain_releases() -> None:
         except Exception:
             return
         release(key, worker)
+
+
+def flush_all(timeout: float = 30.0) -> bool:
+    """Flush every destination of this process; False if any did not finish within ``timeout``.
+
+    For tests and for hosts that want delivery at a point of their choosing (Dagster runs that
+    execute in the calling process never close their loggers).
+    """
+    deadline = time.monotonic() + timeout
+    ok = True
+    for worker in registered_workers():
+        ok = worker.flush(max(0.0, deadline - time.monotonic())) and ok
+    return ok
 
 
 def registered_workers() -> list[Worker]:
