@@ -80,6 +80,16 @@ class ShippingHandler(logging.Handler):
         worker = self._worker
         return worker.sink.destination if worker is not None else "closed"
 
+    def handle(self, record: logging.LogRecord) -> Any:
+        """Filter and emit without taking the handler's lock: ``emit`` is thread-safe on its
+        own, and the lock would serialize every logging thread behind one another."""
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # Python >= 3.12 filters may return a record
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
+
     def emit(self, record: logging.LogRecord) -> None:
         if in_shipping_thread():
             # A record made while we send (botocore, urllib3, google): shipping it would recurse.
