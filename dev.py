@@ -50,7 +50,16 @@ def demo() -> None:
 
 def test() -> None:
     setup()
-    run(BIN / "ruff", "check", "src", "tests", "integration_tests", "examples", "benchmarks", "dev.py")
+    run(
+        BIN / "ruff",
+        "check",
+        "src",
+        "tests",
+        "integration_tests",
+        "examples",
+        "benchmarks",
+        "dev.py",
+    )
     run(BIN / "mypy")
     run(PY, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[2:])
 

@@ -1,4 +1,4 @@
-"""Test support: a scriptable in-memory sink. The core's contract with sinks is what these tests exercise.
+"""Test support: a scriptable in-memory sink for the shipping core's contract with sinks.
 
 It stands in for a cloud service only in these unit tests of the shipping core; the sinks'
 own tests talk to a moto server and to the fake Cloud Logging server.
@@ -21,7 +21,10 @@ class MemorySink(Sink):
 
     def __init__(self, limits: SinkLimits | None = None) -> None:
         self.limits = limits or SinkLimits(
-            max_batch_events=100, max_batch_bytes=100_000, max_event_bytes=50_000, per_event_overhead=10
+            max_batch_events=100,
+            max_batch_bytes=100_000,
+            max_event_bytes=50_000,
+            per_event_overhead=10,
         )
         self.destination = "memory"
         self.calls: list[list[Item]] = []
@@ -68,5 +71,3 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.002)
     return predicate()
-
-

@@ -28,6 +28,7 @@ def reconstructable(name: str) -> ReconstructableJob:
     """The job by file path: step processes load it from the file, whatever their sys.path."""
     return ReconstructableJob.for_file(str(JOBS), name)
 
+
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 
 
@@ -41,7 +42,12 @@ def run_config(level: str, multiprocess: bool, **logger: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "loggers": {
             "json": {
-                "config": {"log_level": level, "flush_interval": 0.05, "flush_timeout": 10, **logger}
+                "config": {
+                    "log_level": level,
+                    "flush_interval": 0.05,
+                    "flush_timeout": 10,
+                    **logger,
+                }
             }
         }
     }

@@ -3,15 +3,18 @@
 Public API: the Dagster loggers and the ``logging`` handlers behind them.
 """
 
-from .handlers import JsonStreamHandler
-from .loggers import json_console_logger
-from .shipping import ConfigError, ShippingHandler, ShippingOptions
+from .handlers import CloudWatchHandler, JsonStreamHandler
+from .loggers import cloudwatch_logger, json_console_logger
+from .shipping import ConfigError, ShippingHandler, ShippingOptions, flush_all
 
 __all__ = [
+    "CloudWatchHandler",
     "ConfigError",
     "JsonStreamHandler",
     "ShippingHandler",
     "ShippingOptions",
+    "cloudwatch_logger",
+    "flush_all",
     "json_console_logger",
 ]
 

@@ -19,17 +19,23 @@ def sink() -> MemorySink:
 
 
 @pytest.fixture
-def make_handler(sink: MemorySink) -> Iterator[Callable[..., tuple[ShippingHandler, logging.Logger]]]:
+def make_handler(
+    sink: MemorySink,
+) -> Iterator[Callable[..., tuple[ShippingHandler, logging.Logger]]]:
     """A handler on a fresh logger, shipping to ``sink`` with its own worker."""
     made: list[ShippingHandler] = []
 
-    def make(target: MemorySink | None = None, **options: Any) -> tuple[ShippingHandler, logging.Logger]:
+    def make(
+        target: MemorySink | None = None, **options: Any
+    ) -> tuple[ShippingHandler, logging.Logger]:
         options.setdefault("flush_interval", 60.0)
         options.setdefault("flush_timeout", 5.0)
         options.setdefault("retry_initial_backoff", 0.01)
         options.setdefault("retry_max_backoff", 0.05)
         use = target or sink
-        handler = ShippingHandler(lambda: use, key=uuid.uuid4().hex, options=ShippingOptions(**options))
+        handler = ShippingHandler(
+            lambda: use, key=uuid.uuid4().hex, options=ShippingOptions(**options)
+        )
         logger = logging.Logger(f"test-{uuid.uuid4().hex[:8]}", level=logging.DEBUG)
         logger.addHandler(handler)
         made.append(handler)

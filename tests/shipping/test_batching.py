@@ -39,7 +39,7 @@ def test_batches_by_bytes_as_the_sink_counts_them(make_handler, sink):
 
 
 def test_batches_by_age(make_handler, sink):
-    handler, logger = make_handler(flush_interval=0.3)
+    _, logger = make_handler(flush_interval=0.3)
     start = time.monotonic()
     logger.info("one")
     logger.info("two")
@@ -51,7 +51,12 @@ def test_batches_by_age(make_handler, sink):
 
 def test_batch_never_spans_more_than_the_sink_allows(make_handler):
     sink = MemorySink(
-        SinkLimits(max_batch_events=100, max_batch_bytes=100_000, max_event_bytes=50_000, max_span_seconds=10)
+        SinkLimits(
+            max_batch_events=100,
+            max_batch_bytes=100_000,
+            max_event_bytes=50_000,
+            max_span_seconds=10,
+        )
     )
     handler, logger = make_handler(target=sink)
     base = time.time()

@@ -152,7 +152,9 @@ def test_oversized_extras_are_cut_too():
 
 
 def test_two_megabyte_message_reaches_a_sink_in_parts(make_handler):
-    sink = MemorySink(SinkLimits(max_batch_events=50, max_batch_bytes=1_000_000, max_event_bytes=256 * 1024))
+    sink = MemorySink(
+        SinkLimits(max_batch_events=50, max_batch_bytes=1_000_000, max_event_bytes=256 * 1024)
+    )
     handler, logger = make_handler(target=sink)
     big = "0123456789" * 200_000
     logger.info(big)

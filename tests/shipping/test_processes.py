@@ -159,7 +159,7 @@ def test_exit_never_waits_longer_than_flush_timeout_and_spills_the_rest(tmp_path
         f"""
         import threading
         class Stuck(Sink):
-            limits = SinkLimits(max_batch_events=10, max_batch_bytes=100_000, max_event_bytes=50_000)
+            limits = SinkLimits(max_batch_events=10, max_batch_bytes=10**5, max_event_bytes=10**4)
             destination = "stuck"
             def send(self, items):
                 threading.Event().wait()  # a request that never returns
@@ -202,3 +202,28 @@ def test_memory_sink_is_fork_aware():
     sink = MemorySink()
     sink.gate.clear()
     assert sink.owner == os.getpid()
+
+
+def test_processes_sharing_one_stdout_pipe_never_split_a_line():
+    # Step processes of one Dagster run share stdout. Lines go out in whole-line chunks of at
+    # most PIPE_BUF bytes, which the kernel never interleaves with another process's writes.
+    proc = run_script(
+        """
+        def child(n):
+            logger = make_logger("c", flush_interval=0.001)
+            for i in range(3000):
+                logger.info("child %d line %d %s", n, i, "x" * 200)
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("fork")
+            procs = [ctx.Process(target=child, args=(n,)) for n in range(4)]
+            for p in procs: p.start()
+            for p in procs: p.join()
+            sys.exit(max(p.exitcode for p in procs))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 4 * 3000
+    messages = {json.loads(line)["message"].rsplit(" ", 1)[0] for line in lines}
+    assert messages == {f"child {n} line {i}" for n in range(4) for i in range(3000)}

@@ -99,7 +99,12 @@ def test_per_event_rejections_and_retries(make_handler, sink, tmp_path):
         ["flaky"],  # only the transient failure is sent again
     ]
     stats = handler.stats
-    assert (stats["delivered"], stats["rejected"], stats["spilled"], stats["retried"]) == (3, 1, 1, 1)
+    assert (stats["delivered"], stats["rejected"], stats["spilled"], stats["retried"]) == (
+        3,
+        1,
+        1,
+        1,
+    )
     (line,) = spill.read_text().splitlines()
     assert json.loads(line)["logship_spill"]["reason"] == "rejected by service: too old"
 

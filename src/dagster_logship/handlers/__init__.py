@@ -1,9 +1,10 @@
 """Ready-made ``logging`` handlers, one per destination, usable without Dagster.
 
 Each constructor takes the same keyword names as its logger's config keys, so a ``dictConfig``
-block reads like the run config YAML.
+block reads like the run config YAML. Cloud SDKs are imported only when a batch is first sent.
 """
 
+from .cloudwatch import CloudWatchHandler
 from .stream import JsonStreamHandler
 
-__all__ = ["JsonStreamHandler"]
+__all__ = ["CloudWatchHandler", "JsonStreamHandler"]

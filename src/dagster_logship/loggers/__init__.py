@@ -1,5 +1,6 @@
 """Dagster ``@logger`` definitions: thin translations of run config into handlers."""
 
+from .cloudwatch import cloudwatch_logger
 from .json_console import json_console_logger
 
-__all__ = ["json_console_logger"]
+__all__ = ["cloudwatch_logger", "json_console_logger"]

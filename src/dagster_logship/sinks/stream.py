@@ -85,17 +85,47 @@ class JsonStreamSink(Sink):
         stream = self._resolve()
         if stream is None:
             raise BatchRejectedError(f"{self.destination} is not available")
-        data = "\n".join(item.payload for item in items) + "\n"
         try:
             with self._write_lock:
-                stream.write(data)
-                stream.flush()
+                _write_lines(stream, [item.payload for item in items])
         except (ValueError, OSError) as exc:  # closed or broken stream
             raise BatchRejectedError(
                 f"{self.destination} not writable: {exc}",
                 diagnostic=f"cannot write to {self.destination} ({exc}); spilling",
             ) from exc
         return None
+
+
+#: Linux's PIPE_BUF: a write of at most this many bytes to a pipe is never interleaved with
+#: another process's writes. Step processes of one run share stdout, so lines go out in chunks
+#: of whole lines no larger than this (a longer line goes alone).
+ATOMIC_WRITE = 4096
+
+
+def _write_lines(stream: IO[str], lines: list[str]) -> None:
+    stream.flush()
+    buffer = getattr(stream, "buffer", None)
+    chunk: list[bytes] = []
+    size = 0
+
+    def emit() -> None:
+        data = b"".join(chunk)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            stream.write(data.decode("utf-8"))
+            stream.flush()
+
+    for line in lines:
+        data = line.encode("utf-8", "replace") + b"\n"
+        if chunk and size + len(data) > ATOMIC_WRITE:
+            emit()
+            chunk, size = [], 0
+        chunk.append(data)
+        size += len(data)
+    if chunk:
+        emit()
 
 
 # A fork in the middle of a write would leave the child's stdout buffer locked by a thread that

@@ -1,0 +1,669 @@
+"""A fake Google Cloud Logging endpoint for offline tests: a real HTTP server on loopback.
+
+Google ships no Cloud Logging emulator, so tests of code that writes entries either mock the
+client (and miss how it really talks) or need a project. This server speaks the REST
+``entries.write`` the way the real Python client sends it, so the real client (and
+``gcp_logger`` / ``GcpHandler`` with ``api_endpoint=server.url``) can be used unchanged::
+
+    with FakeCloudLogging() as server:
+        handler = GcpHandler(project="test-project", api_endpoint=server.url)
+        ...
+        assert server.wait_for(3, timeout=10)
+        server.entries()   # stored LogEntry dicts, request defaults applied
+
+What it checks, like the real service:
+
+- ``POST /v2/entries:write`` (query parameters such as ``prettyPrint`` ignored) with a JSON
+  object body; other paths answer 404, other methods 405;
+- the body is at most 10 MiB, else 400; unknown request or entry fields, a non-list or empty
+  ``entries``, entries that are not objects, more than one payload, a bad ``severity``, non-string
+  labels, a resource without ``type`` and an unparseable ``timestamp`` fail the whole request
+  (400 INVALID_ARGUMENT, as a JSON parse error does);
+- per entry (answered as ``WriteLogEntriesPartialErrors``, see below): a missing or malformed
+  ``logName`` (``projects/P/logs/ID``, ID 1-511 characters of ``[A-Za-z0-9_.%-]``), logName of
+  another project than the request's, no ``resource``, an entry larger than 256 KiB (measured as
+  compact JSON: the service counts its protobuf form, close to it), a timestamp older than 30
+  days or more than a day ahead;
+- ``partialSuccess``: with it the valid entries are stored and the answer is still an error
+  carrying the failed indices; without it nothing of a failing request is stored;
+- ``dryRun`` (or the client's ``dry_run``) validates without storing.
+
+What it does not do: authentication and authorization (any or no ``Authorization`` header is
+accepted; ``requests()`` records only whether one was sent), quotas and rate limits, monitored
+resource type and label checks, label count and length limits, ``insertId`` deduplication
+(duplicates are stored, so tests can see them: the real service collapses them in queries),
+``entries.list`` or any other method, gRPC. Failures beyond those happen only when injected:
+
+- :meth:`FakeCloudLogging.fail_next` — the next ``n`` writes answer ``status`` (429, 500, 503,
+  403...) as a ``google.rpc.Status`` JSON error, optionally with ``Retry-After``; nothing stored;
+- :meth:`FakeCloudLogging.partial_next` — the next ``n`` writes fail the entries at the given
+  indices with the given codes, in the shape of the real API: HTTP status of the first failed
+  entry's code, ``error.details`` holding ``type.googleapis.com/google.logging.v2.
+  WriteLogEntriesPartialErrors`` whose ``logEntryErrors`` maps the index (a string, as
+  protobuf JSON writes map keys) to a ``google.rpc.Status``; indices beyond the request's
+  entries are ignored.
+
+For other processes (Dagster's multiprocess executor, ``dagster dev``) the server is reachable on
+its URL; it can also run on its own, ``python -m dagster_logship.testing.gcp_server --port N``,
+which prints the URL on the first line, and be driven from tests with
+:class:`RemoteFakeCloudLogging` through the control paths under ``/_fake/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = [
+    "PARTIAL_ERRORS_TYPE",
+    "FakeCloudLogging",
+    "RemoteFakeCloudLogging",
+    "flush_gcp",
+    "main",
+]
+
+PARTIAL_ERRORS_TYPE = "type.googleapis.com/google.logging.v2.WriteLogEntriesPartialErrors"
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+MAX_ENTRY_BYTES = 256 * 1024
+
+_CODES = {
+    "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9, "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12,
+    "INTERNAL": 13, "UNAVAILABLE": 14, "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
+}
+_NAMES = {v: k for k, v in _CODES.items()}
+_CODE_TO_HTTP = {
+    0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409,
+    11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+}
+_HTTP_TO_CODE = {
+    400: 3, 401: 16, 403: 7, 404: 5, 408: 4, 409: 10, 412: 9, 413: 3, 429: 8, 499: 1, 500: 13,
+    501: 12, 502: 14, 503: 14, 504: 4,
+}
+_REQUEST_FIELDS = frozenset(
+    {"logName", "resource", "labels", "entries", "partialSuccess", "partial_success",
+     "dryRun", "dry_run"}
+)
+_ENTRY_FIELDS = frozenset(
+    {"logName", "resource", "protoPayload", "textPayload", "jsonPayload", "timestamp",
+     "receiveTimestamp", "severity", "insertId", "httpRequest", "labels", "operation", "trace",
+     "spanId", "traceSampled", "sourceLocation", "split", "errorGroups", "apphub",
+     "apphubDestination"}
+)
+_PAYLOADS = ("protoPayload", "textPayload", "jsonPayload")
+_SEVERITIES = frozenset(
+    {"DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"}
+)
+_SEVERITY_NUMBERS = frozenset({0, 100, 200, 300, 400, 500, 600, 700, 800})
+_LOG_NAME_RE = re.compile(r"^projects/([^/]+)/logs/([A-Za-z0-9_.%\-]{1,511})$")
+_TIMESTAMP_RE = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$"
+)
+_WRITE_PATH = "/v2/entries:write"
+
+
+def _code_of(code: int | str) -> int:
+    if isinstance(code, int) and code in _NAMES:
+        return code
+    if isinstance(code, str) and code.upper() in _CODES:
+        return _CODES[code.upper()]
+    raise ValueError(f"unknown google.rpc.Code {code!r}; use a name such as UNAVAILABLE or 0-16")
+
+
+def _error_body(http: int, code: int, message: str, details: list[Any] | None = None) -> bytes:
+    error: dict[str, Any] = {
+        "code": http, "message": message, "status": _NAMES.get(code, "UNKNOWN")
+    }
+    if details:
+        error["details"] = details
+    return json.dumps({"error": error}).encode()
+
+
+def _parse_timestamp(value: str) -> datetime | None:
+    match = _TIMESTAMP_RE.match(value)
+    if not match:
+        return None
+    year, month, day, hour, minute, second, frac, zone = match.groups()
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second),
+            int(((frac or ".0")[1:] + "000000")[:6]), tzinfo=timezone.utc,
+        )
+    except ValueError:
+        return None
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    return moment
+
+
+class _BadRequest(Exception):
+    """The whole request is invalid (what a JSON parse error is for the real API)."""
+
+
+class _Fault:
+    __slots__ = ("bad", "http", "message", "retry_after")
+
+    def __init__(
+        self,
+        http: int = 0,
+        message: str = "",
+        retry_after: float | None = None,
+        bad: dict[int, tuple[int, str]] | None = None,
+    ) -> None:
+        self.http = http
+        self.message = message
+        self.retry_after = retry_after
+        self.bad = bad
+
+
+class FakeCloudLogging:
+    """The fake server, running in a daemon thread of this process. Thread-safe accessors."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._entries: list[dict[str, Any]] = []
+        self._requests: list[dict[str, Any]] = []
+        self._faults: deque[_Fault] = deque()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> FakeCloudLogging:
+        if self._server is not None:
+            return self
+        server = ThreadingHTTPServer((self._host, self._port), _handler_class(self))
+        server.daemon_threads = True
+        server.block_on_close = False  # keep-alive connections must not hold stop() up
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="fake-cloud-logging", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def __enter__(self) -> FakeCloudLogging:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the fake Cloud Logging server is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL for ``api_endpoint`` (``http://127.0.0.1:PORT``)."""
+        return f"http://{self._host}:{self.port}"
+
+    # -- assertions ----------------------------------------------------------------------------
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Stored entries in arrival order, with logName/resource/labels defaults applied."""
+        with self._lock:
+            return copy.deepcopy(self._entries)
+
+    def insert_ids(self) -> list[str | None]:
+        with self._lock:
+            return [e.get("insertId") for e in self._entries]
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every write received: ``status``, ``bytes``, ``entries`` (count), ``insert_ids``,
+        ``written`` (indices stored), ``partial_success``, ``authorization`` (sent or not),
+        ``user_agent``, and the parsed ``body`` (None when it was not JSON)."""
+        with self._lock:
+            return copy.deepcopy(self._requests)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until at least ``count`` entries are stored; False if ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self._entries) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until at least ``count`` writes were answered (of any outcome)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self._requests) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def clear(self) -> None:
+        """Forget stored entries, recorded requests and pending faults."""
+        with self._lock:
+            self._entries.clear()
+            self._requests.clear()
+            self._faults.clear()
+            self._changed.notify_all()
+
+    def pending_faults(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    # -- fault injection -----------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 429,
+        message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """Answer the next ``n`` writes with HTTP ``status`` (e.g. 429, 500, 503, 401, 403)."""
+        if not 400 <= status <= 599:
+            raise ValueError(f"status must be an HTTP error status, got {status}")
+        code = _HTTP_TO_CODE.get(status, 2)
+        text = message or f"Injected failure: {_NAMES.get(code, 'UNKNOWN')}"
+        with self._lock:
+            self._faults.extend(_Fault(status, text, retry_after) for _ in range(n))
+
+    def partial_next(
+        self,
+        n: int = 1,
+        bad_indices: Mapping[int, int | str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Fail the entries at ``bad_indices`` (index → google.rpc code or name) of the next
+        ``n`` writes; the other entries are stored when the request asked for partialSuccess."""
+        bad = {
+            int(i): (_code_of(code), message or f"Injected entry error: {_NAMES[_code_of(code)]}")
+            for i, code in (bad_indices or {0: "UNAVAILABLE"}).items()
+        }
+        if any(code == 0 for code, _ in bad.values()):
+            raise ValueError("an entry error cannot have code OK")
+        with self._lock:
+            self._faults.extend(_Fault(bad=dict(bad)) for _ in range(n))
+
+    # -- the service ---------------------------------------------------------------------------
+
+    def _handle_write(
+        self, raw: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        record: dict[str, Any] = {
+            "bytes": len(raw),
+            "authorization": "authorization" in {k.lower() for k in headers},
+            "user_agent": headers.get("User-Agent"),
+            "content_type": headers.get("Content-Type"),
+            "body": None,
+            "entries": 0,
+            "insert_ids": [],
+            "written": [],
+            "partial_success": False,
+        }
+        status, body, extra, stored = self._answer(raw, headers, record)
+        record["status"] = status
+        with self._lock:
+            self._entries.extend(stored)
+            self._requests.append(record)
+            self._changed.notify_all()
+        return status, body, extra
+
+    def _answer(
+        self, raw: bytes, headers: Mapping[str, str], record: dict[str, Any]
+    ) -> tuple[int, bytes, dict[str, str], list[dict[str, Any]]]:
+        if len(raw) > MAX_REQUEST_BYTES:
+            return 400, _error_body(
+                400, 3, f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes."
+            ), {}, []
+        ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return 400, _error_body(400, 3, f"Unsupported Content-Type {ctype!r}"), {}, []
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            return 400, _error_body(400, 3, f"Invalid JSON payload received. {exc}"), {}, []
+        record["body"] = body
+        try:
+            entries, partial, dry = self._parse(body)
+        except _BadRequest as exc:
+            return 400, _error_body(400, 3, f"Invalid JSON payload received. {exc}"), {}, []
+        record["entries"] = len(entries)
+        record["insert_ids"] = [e.get("insertId") for e in entries]
+        record["partial_success"] = partial
+        with self._lock:
+            fault = self._faults.popleft() if self._faults else None
+        if fault is not None and fault.bad is None:
+            extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after else {}
+            code = _HTTP_TO_CODE.get(fault.http, 2)
+            return fault.http, _error_body(fault.http, code, fault.message), extra, []
+        errors: dict[int, tuple[int, str]] = {}
+        resolved = []
+        for index, entry in enumerate(entries):
+            full, problem = self._resolve(body, entry)
+            resolved.append(full)
+            if problem:
+                errors[index] = (3, problem)
+        if fault is not None and fault.bad:
+            for index, value in fault.bad.items():
+                if 0 <= index < len(entries):
+                    errors.setdefault(index, value)
+        written = [] if (errors and not partial) or dry else [
+            i for i in range(len(entries)) if i not in errors
+        ]
+        record["written"] = written
+        stored = [resolved[i] for i in written]
+        if not errors:
+            return 200, b"{}", {}, stored
+        first = min(errors)
+        code, message = errors[first]
+        http = _CODE_TO_HTTP.get(code, 500)
+        detail = {
+            "@type": PARTIAL_ERRORS_TYPE,
+            "logEntryErrors": {
+                str(i): {"code": c, "message": m} for i, (c, m) in sorted(errors.items())
+            },
+        }
+        return http, _error_body(http, code, message, [detail]), {}, stored
+
+    @staticmethod
+    def _parse(body: Any) -> tuple[list[dict[str, Any]], bool, bool]:
+        if not isinstance(body, dict):
+            raise _BadRequest("the body must be a JSON object")
+        for key in body:
+            if key not in _REQUEST_FIELDS:
+                raise _BadRequest(f'Unknown name "{key}": Cannot find field.')
+        entries = body.get("entries")
+        if not isinstance(entries, list) or not entries:
+            raise _BadRequest("entries: at least one log entry is required")
+        _check_labels("labels", body.get("labels"))
+        _check_resource("resource", body.get("resource"))
+        for index, entry in enumerate(entries):
+            where = f"entries[{index}]"
+            if not isinstance(entry, dict):
+                raise _BadRequest(f"{where}: a log entry must be an object")
+            for key in entry:
+                if key not in _ENTRY_FIELDS:
+                    raise _BadRequest(f'Unknown name "{key}" at \'{where}\': Cannot find field.')
+            if sum(key in entry for key in _PAYLOADS) > 1:
+                raise _BadRequest(f"{where}: more than one payload")
+            severity = entry.get("severity")
+            if severity is not None and severity not in _SEVERITIES and not (
+                isinstance(severity, int) and severity in _SEVERITY_NUMBERS
+            ):
+                raise _BadRequest(f"{where}.severity: invalid value {severity!r}")
+            timestamp = entry.get("timestamp")
+            if timestamp is not None and (
+                not isinstance(timestamp, str) or _parse_timestamp(timestamp) is None
+            ):
+                raise _BadRequest(f"{where}.timestamp: invalid value {timestamp!r}")
+            _check_labels(f"{where}.labels", entry.get("labels"))
+            _check_resource(f"{where}.resource", entry.get("resource"))
+            if "jsonPayload" in entry and not isinstance(entry["jsonPayload"], dict):
+                raise _BadRequest(f"{where}.jsonPayload: must be an object")
+        partial = bool(body.get("partialSuccess", body.get("partial_success", False)))
+        dry = bool(body.get("dryRun", body.get("dry_run", False)))
+        return entries, partial, dry
+
+    @staticmethod
+    def _resolve(body: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """The entry as stored (request defaults applied), and its per-entry problem if any."""
+        full = dict(entry)
+        log_name = entry.get("logName", body.get("logName"))
+        resource = entry.get("resource", body.get("resource"))
+        if log_name is not None:
+            full["logName"] = log_name
+        if resource is not None:
+            full["resource"] = resource
+        labels = dict(body.get("labels") or {})
+        labels.update(entry.get("labels") or {})
+        if labels:
+            full["labels"] = labels
+        full["receiveTimestamp"] = (
+            datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        )
+        if not isinstance(log_name, str):
+            return full, "logName is required"
+        match = _LOG_NAME_RE.match(log_name)
+        if not match:
+            return full, f"Invalid log name {log_name!r}: use projects/PROJECT/logs/LOG_ID"
+        request_name = body.get("logName")
+        if isinstance(request_name, str):
+            request_match = _LOG_NAME_RE.match(request_name)
+            if request_match and request_match.group(1) != match.group(1):
+                return full, "Log entries of one request must belong to one project"
+        if resource is None:
+            return full, "resource is required"
+        size = len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_ENTRY_BYTES:
+            return full, (
+                f"Log entry with size {size / 1024:.1f}K exceeds maximum size of "
+                f"{MAX_ENTRY_BYTES / 1024:.1f}K"
+            )
+        timestamp = entry.get("timestamp")
+        if isinstance(timestamp, str):
+            moment = _parse_timestamp(timestamp)
+            now = datetime.now(timezone.utc)
+            if moment is not None and (
+                moment < now - timedelta(days=30) or moment > now + timedelta(days=1)
+            ):
+                return full, f"Log entry timestamp {timestamp} is outside the accepted range"
+        return full, None
+
+    # -- control paths for RemoteFakeCloudLogging ---------------------------------------------
+
+    def _control(self, method: str, path: str, query: dict[str, str], raw: bytes) -> Any:
+        args = json.loads(raw.decode() or "{}") if raw else {}
+        if method == "GET" and path == "/_fake/entries":
+            return self.entries()
+        if method == "GET" and path == "/_fake/requests":
+            return self.requests()
+        if method == "GET" and path == "/_fake/wait":
+            ok = self.wait_for(int(query.get("count", "0")), float(query.get("timeout", "10")))
+            return {"ok": ok}
+        if method == "POST" and path == "/_fake/fail_next":
+            self.fail_next(**args)
+            return {}
+        if method == "POST" and path == "/_fake/partial_next":
+            bad = {int(k): v for k, v in (args.pop("bad_indices", None) or {}).items()}
+            self.partial_next(bad_indices=bad or None, **args)
+            return {}
+        if method == "POST" and path == "/_fake/clear":
+            self.clear()
+            return {}
+        raise KeyError(path)
+
+
+def _check_labels(where: str, labels: Any) -> None:
+    if labels is None:
+        return
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise _BadRequest(f"{where}: labels must map strings to strings")
+
+
+def _check_resource(where: str, resource: Any) -> None:
+    if resource is None:
+        return
+    if not isinstance(resource, dict) or not isinstance(resource.get("type"), str):
+        raise _BadRequest(f"{where}: a monitored resource needs a type")
+    _check_labels(f"{where}.labels", resource.get("labels"))
+
+
+def _handler_class(fake: FakeCloudLogging) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the client's session expects
+
+        def _read(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length > 0 else b""
+
+        def _send(self, status: int, body: bytes, extra: Mapping[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (extra or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _dispatch(self, method: str) -> None:
+            parts = urllib.parse.urlsplit(self.path)
+            raw = self._read()
+            if parts.path.startswith("/_fake/"):
+                query = dict(urllib.parse.parse_qsl(parts.query))
+                try:
+                    result = fake._control(method, parts.path, query, raw)
+                except KeyError:
+                    self._send(404, _error_body(404, 5, f"no control path {parts.path}"))
+                    return
+                except (TypeError, ValueError) as exc:
+                    self._send(400, _error_body(400, 3, str(exc)))
+                    return
+                self._send(200, json.dumps(result).encode())
+                return
+            if parts.path != _WRITE_PATH:
+                message = f"The requested URL {parts.path} was not found."
+                self._send(404, _error_body(404, 5, message))
+                return
+            if method != "POST":
+                self._send(405, _error_body(405, 3, f"Method {method} not allowed."))
+                return
+            headers = {key: value for key, value in self.headers.items()}
+            status, body, extra = fake._handle_write(raw, headers)
+            self._send(status, body, extra)
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_PUT(self) -> None:
+            self._dispatch("PUT")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # quiet: tests read requests(), not access logs
+
+    return Handler
+
+
+class RemoteFakeCloudLogging:
+    """Drive a fake server running in another process (``python -m ...gcp_server``) by URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def _call(self, method: str, path: str, payload: Any = None, timeout: float = 30.0) -> Any:
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method,
+            headers={"Content-Type": "application/json"} if data is not None else {},
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read().decode() or "null")
+
+    def entries(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/_fake/entries")
+        return result
+
+    def insert_ids(self) -> list[str | None]:
+        return [e.get("insertId") for e in self.entries()]
+
+    def requests(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/_fake/requests")
+        return result
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        query = urllib.parse.urlencode({"count": count, "timeout": timeout})
+        return bool(self._call("GET", f"/_fake/wait?{query}", timeout=timeout + 10)["ok"])
+
+    def fail_next(
+        self, n: int = 1, status: int = 429, message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self._call("POST", "/_fake/fail_next",
+                   {"n": n, "status": status, "message": message, "retry_after": retry_after})
+
+    def partial_next(
+        self, n: int = 1, bad_indices: Mapping[int, int | str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        bad = {str(k): v for k, v in (bad_indices or {}).items()}
+        self._call("POST", "/_fake/partial_next", {"n": n, "bad_indices": bad, "message": message})
+
+    def clear(self) -> None:
+        self._call("POST", "/_fake/clear", {})
+
+
+def flush_gcp(timeout: float = 30.0) -> bool:
+    """Wait until this process's Cloud Logging handlers delivered (or spilled) what they hold.
+
+    Dagster builds loggers inside a run and never hands them back, so a test cannot call
+    ``handler.flush()``; this flushes every Cloud Logging worker alive in this process.
+    Returns False if ``timeout`` passed first.
+    """
+    from ..shipping.worker import registered_workers
+    from ..sinks.gcp import GcpSink
+
+    deadline = time.monotonic() + timeout
+    done = True
+    for worker in registered_workers():
+        if isinstance(worker.sink, GcpSink):
+            done = worker.flush(max(0.0, deadline - time.monotonic())) and done
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake server until SIGTERM/SIGINT; print its URL as the first line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dagster_logship.testing.gcp_server",
+        description="A fake Google Cloud Logging endpoint (POST /v2/entries:write) for tests.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+
+    def _stop(*_: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with FakeCloudLogging(args.host, args.port) as server:
+        print(server.url, flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
