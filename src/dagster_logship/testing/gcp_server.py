@@ -32,7 +32,8 @@ What it does not do: authentication and authorization (any or no ``Authorization
 accepted; ``requests()`` records only whether one was sent), quotas and rate limits, monitored
 resource type and label checks, label count and length limits, ``insertId`` deduplication
 (duplicates are stored, so tests can see them: the real service collapses them in queries),
-``entries.list`` or any other method, gRPC. Failures beyond those happen only when injected:
+``entries.list`` or any other method, gRPC, chunked request bodies (the client always sends a
+``Content-Length``). Failures beyond those happen only when injected:
 
 - :meth:`FakeCloudLogging.fail_next` — the next ``n`` writes answer ``status`` (429, 500, 503,
   403...) as a ``google.rpc.Status`` JSON error, optionally with ``Retry-After``; nothing stored;

@@ -1,0 +1,208 @@
+"""The fake Cloud Logging server, driven by Google's real client: it must accept what the client
+really sends and answer errors in the shape the client (and our sink) parse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as api_exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud.logging import Client
+
+from dagster_logship.testing import FakeCloudLogging, RemoteFakeCloudLogging
+from dagster_logship.testing.gcp_server import PARTIAL_ERRORS_TYPE
+
+PROJECT = "test-project"
+LOG = f"projects/{PROJECT}/logs/app"
+
+
+def client_for(url: str) -> Any:
+    return Client(
+        project=PROJECT, credentials=AnonymousCredentials(), _use_grpc=False,
+        client_options={"api_endpoint": url},
+    )
+
+
+def raw_write(url: str, body: Any, content_type: str = "application/json") -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url + "/v2/entries:write", data=data, method="POST",
+        headers={"Content-Type": content_type},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_real_client_log_struct_is_stored_with_defaults(server: FakeCloudLogging) -> None:
+    logger = client_for(server.url).logger("app", labels={"env": "test"})
+    logger.log_struct({"message": "hi", "n": 1}, severity="WARNING", insert_id="id-1")
+    assert server.wait_for(1, timeout=5)
+    entries = server.entries()
+    # Logger.log_struct adds the library's diagnostic entry to the first write of a process
+    # (DESIGN §5); it may have been written already by an earlier test in this process.
+    ours = [e for e in entries if e.get("insertId") == "id-1"]
+    assert len(ours) == 1
+    entry = ours[0]
+    assert entry["jsonPayload"] == {"message": "hi", "n": 1}
+    assert entry["severity"] == "WARNING"
+    assert entry["logName"] == LOG
+    assert entry["resource"]["type"] == "global"
+    assert entry["labels"] == {"env": "test"}
+    request = server.requests()[-1]
+    assert request["status"] == 200 and request["partial_success"] is True
+    assert request["user_agent"] and "gccl" in request["user_agent"]
+    assert request["authorization"] is False  # anonymous credentials send no token
+
+
+def test_low_level_write_entries_request_defaults_apply(server: FakeCloudLogging) -> None:
+    api = client_for(server.url).logging_api
+    api.write_entries(
+        [{"jsonPayload": {"a": 1}}, {"textPayload": "t", "labels": {"k": "entry"}}],
+        logger_name=LOG, resource={"type": "generic_task", "labels": {"job": "j"}},
+        labels={"k": "request", "other": "x"},
+    )
+    first, second = server.entries()
+    assert first["logName"] == second["logName"] == LOG
+    assert first["resource"] == {"type": "generic_task", "labels": {"job": "j"}}
+    assert first["labels"] == {"k": "request", "other": "x"}
+    assert second["labels"] == {"k": "entry", "other": "x"}  # entry labels win
+    # The client sends the snake_case "dry_run" field; the service accepts both spellings.
+    assert "dry_run" in server.requests()[0]["body"]
+
+
+def test_fail_next_answers_like_the_api(server: FakeCloudLogging) -> None:
+    api = client_for(server.url).logging_api
+    server.fail_next(1, status=429, retry_after=2)
+    server.fail_next(1, status=503)
+    with pytest.raises(api_exceptions.TooManyRequests) as throttled:
+        api.write_entries([{"jsonPayload": {}}], logger_name=LOG, resource={"type": "global"})
+    assert throttled.value.response.headers["Retry-After"] == "2"
+    assert throttled.value.response.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    with pytest.raises(api_exceptions.ServiceUnavailable):
+        api.write_entries([{"jsonPayload": {}}], logger_name=LOG, resource={"type": "global"})
+    api.write_entries([{"jsonPayload": {}}], logger_name=LOG, resource={"type": "global"})
+    assert [r["status"] for r in server.requests()] == [429, 503, 200]
+    assert len(server.entries()) == 1  # failed requests store nothing
+    assert server.pending_faults() == 0
+
+
+def test_partial_next_reports_entry_errors_and_writes_the_rest(server: FakeCloudLogging) -> None:
+    api = client_for(server.url).logging_api
+    server.partial_next(1, {1: "UNAVAILABLE", 2: 3, 7: "INTERNAL"})  # 7: beyond; ignored
+    entries = [{"jsonPayload": {"i": i}, "insertId": str(i)} for i in range(4)]
+    with pytest.raises(api_exceptions.GoogleAPICallError) as failed:
+        api.write_entries(entries, logger_name=LOG, resource={"type": "global"})
+    # The HTTP status is the first failed entry's; details carry every failed index.
+    assert failed.value.code == 503
+    (detail,) = failed.value.details
+    assert detail["@type"] == PARTIAL_ERRORS_TYPE
+    assert {k: v["code"] for k, v in detail["logEntryErrors"].items()} == {"1": 14, "2": 3}
+    assert [e["insertId"] for e in server.entries()] == ["0", "3"]
+    assert server.requests()[0]["written"] == [0, 3]
+
+
+def test_without_partial_success_a_failing_request_stores_nothing(
+    server: FakeCloudLogging,
+) -> None:
+    api = client_for(server.url).logging_api
+    server.partial_next(1, {0: "INVALID_ARGUMENT"})
+    with pytest.raises(api_exceptions.BadRequest):
+        api.write_entries(
+            [{"jsonPayload": {}}, {"jsonPayload": {}}], logger_name=LOG,
+            resource={"type": "global"}, partial_success=False,
+        )
+    assert server.entries() == []
+
+
+def test_validation_of_requests(server: FakeCloudLogging) -> None:
+    good = {"logName": LOG, "resource": {"type": "global"}, "partialSuccess": True}
+    assert raw_write(server.url, {**good, "entries": [{"jsonPayload": {}}]})[0] == 200
+    # Whole-request errors, as a JSON parse error of the real API.
+    for body in (
+        {**good, "entries": []},
+        {**good, "entries": [{"jsonPayload": {}, "bogus": 1}]},
+        {**good, "bogusTop": 1, "entries": [{"jsonPayload": {}}]},
+        {**good, "entries": [{"jsonPayload": {}, "textPayload": "x"}]},
+        {**good, "entries": [{"jsonPayload": {}, "severity": "LOUD"}]},
+        {**good, "entries": [{"jsonPayload": {}, "timestamp": "yesterday"}]},
+        {**good, "entries": [{"jsonPayload": {}, "labels": {"n": 1}}]},
+    ):
+        status, answer = raw_write(server.url, body)
+        assert status == 400 and answer["error"]["status"] == "INVALID_ARGUMENT", body
+    assert raw_write(server.url, b"not json")[0] == 400
+    assert raw_write(server.url, {**good, "entries": [{}]}, content_type="text/plain")[0] == 400
+    # Per-entry errors: the valid entry is still written.
+    huge = {"jsonPayload": {"m": "x" * (256 * 1024)}}
+    status, answer = raw_write(server.url, {
+        "resource": {"type": "global"}, "partialSuccess": True,
+        "entries": [
+            {"jsonPayload": {"ok": True}, "logName": LOG},
+            {"jsonPayload": {}},  # no logName at all
+            {**huge, "logName": LOG},
+            {"jsonPayload": {}, "logName": "projects/p/logs/has space"},
+            {"jsonPayload": {}, "logName": LOG, "timestamp": "2001-01-01T00:00:00Z"},
+        ],
+    })
+    assert status == 400
+    errors = answer["error"]["details"][0]["logEntryErrors"]
+    assert sorted(errors) == ["1", "2", "3", "4"]
+    assert "exceeds maximum size" in errors["2"]["message"]
+    assert [e["jsonPayload"] for e in server.entries()[1:]] == [{"ok": True}]
+
+
+def test_request_size_limit(server: FakeCloudLogging) -> None:
+    entry = {"jsonPayload": {"m": "x" * 200_000}}
+    body = {"logName": LOG, "resource": {"type": "global"}, "entries": [entry] * 60}
+    status, answer = raw_write(server.url, body)
+    assert status == 400 and "payload size exceeds" in answer["error"]["message"]
+
+
+def test_other_paths_and_methods(server: FakeCloudLogging) -> None:
+    request = urllib.request.Request(server.url + "/v2/entries:list", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(request, timeout=5)
+    assert missing.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        urllib.request.urlopen(server.url + "/v2/entries:write", timeout=5)
+    assert wrong.value.code == 405
+
+
+def test_wait_for_times_out_false(server: FakeCloudLogging) -> None:
+    assert server.wait_for(1, timeout=0.05) is False
+    assert server.wait_for(0, timeout=0) is True
+
+
+def test_runs_as_a_separate_process() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster_logship.testing.gcp_server", "--port", "0"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        remote = RemoteFakeCloudLogging(url)
+        remote.fail_next(1, status=500)
+        remote.partial_next(1, {0: "UNAVAILABLE"})
+        api = client_for(url).logging_api
+        entries = [{"jsonPayload": {"i": 0}}, {"jsonPayload": {"i": 1}}]
+        for _ in range(2):
+            with pytest.raises(api_exceptions.GoogleAPICallError):
+                api.write_entries(entries, logger_name=LOG, resource={"type": "global"})
+        assert remote.wait_for(1, timeout=5)
+        assert [e["jsonPayload"] for e in remote.entries()] == [{"i": 1}]
+        assert [r["status"] for r in remote.requests()] == [500, 503]
+        remote.clear()
+        assert remote.entries() == [] and remote.wait_for(1, timeout=0.05) is False
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0  # SIGTERM stops it cleanly
