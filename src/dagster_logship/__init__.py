@@ -3,18 +3,20 @@
 Public API: the Dagster loggers and the ``logging`` handlers behind them.
 """
 
-from .handlers import CloudWatchHandler, JsonStreamHandler
-from .loggers import cloudwatch_logger, json_console_logger
+from .handlers import CloudWatchHandler, GcpHandler, JsonStreamHandler
+from .loggers import cloudwatch_logger, gcp_logger, json_console_logger
 from .shipping import ConfigError, ShippingHandler, ShippingOptions, flush_all
 
 __all__ = [
     "CloudWatchHandler",
     "ConfigError",
+    "GcpHandler",
     "JsonStreamHandler",
     "ShippingHandler",
     "ShippingOptions",
     "cloudwatch_logger",
     "flush_all",
+    "gcp_logger",
     "json_console_logger",
 ]
 

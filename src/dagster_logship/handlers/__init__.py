@@ -5,6 +5,7 @@ block reads like the run config YAML. Cloud SDKs are imported only when a batch 
 """
 
 from .cloudwatch import CloudWatchHandler
+from .gcp import GcpHandler
 from .stream import JsonStreamHandler
 
-__all__ = ["CloudWatchHandler", "JsonStreamHandler"]
+__all__ = ["CloudWatchHandler", "GcpHandler", "JsonStreamHandler"]
