@@ -41,7 +41,8 @@ def test_shipping_core_imports_neither_dagster_nor_a_cloud_sdk():
     code = (
         "import importlib.util, sys, types\n"
         "spec = importlib.util.find_spec('dagster_logship')\n"
-        "pkg = types.ModuleType('dagster_logship'); pkg.__path__ = spec.submodule_search_locations\n"
+        "pkg = types.ModuleType('dagster_logship')\n"
+        "pkg.__path__ = spec.submodule_search_locations\n"
         "sys.modules['dagster_logship'] = pkg\n" + code
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
