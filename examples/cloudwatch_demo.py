@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import yaml
-from dagster import OpExecutionContext, colored_console_logger, graph, op
+from dagster import Definitions, OpExecutionContext, colored_console_logger, graph, op
 
 from dagster_logship import cloudwatch_logger
 from dagster_logship.testing import TEST_CREDENTIALS, moto_server, read_raw_events
@@ -67,6 +67,9 @@ orders_dev = orders_pipeline.to_job(name="orders_dev",
                                     logger_defs={"console": colored_console_logger})
 orders_prod = orders_pipeline.to_job(name="orders_prod",
                                      logger_defs={"cloudwatch": cloudwatch_logger})
+
+# `dagster dev -f examples/cloudwatch_demo.py` loads both jobs from here.
+defs = Definitions(jobs=[orders_dev, orders_prod])
 
 
 def _table(events: list[dict[str, Any]]) -> str:

@@ -223,10 +223,7 @@ class CloudWatchHandler(ShippingHandler):
 
     @property
     def console_url(self) -> str:
-        """Where a person reads this stream (region from the handler or AWS_REGION)."""
-        region = (
-            self.aws_region
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-        )
+        """Where a person reads this stream. Region as boto3 finds it without aws_region:
+        AWS_DEFAULT_REGION (boto3 does not read AWS_REGION); a profile's region is not looked up."""
+        region = self.aws_region or os.environ.get("AWS_DEFAULT_REGION")
         return console_url(region, self.log_group_name, self.log_stream_name)

@@ -1,0 +1,96 @@
+"""Fixtures for the ``dagster-logship`` command tests: a moto server process, a second one that
+enforces IAM (for the missing-permission report), the fake Cloud Logging server (with
+``entries.list``), and an environment in which neither real AWS nor real Google is reachable."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.append(str(HERE))
+
+from logship_cli_support import ListingFakeCloudLogging, logs_client  # noqa: E402
+
+from dagster_logship.testing import moto_server  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """This process too (it runs the jobs whose logs the command reads)."""
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION",
+                "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-credentials.json"))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gcp_server() -> Iterator[ListingFakeCloudLogging]:
+    with ListingFakeCloudLogging() as fake:
+        yield fake
+
+
+#: Allowed actions of the IAM users made on the enforcing moto server.
+IAM_USERS = {
+    "no-create-group": ["logs:PutLogEvents", "logs:CreateLogStream"],
+    "no-retention": ["logs:PutLogEvents", "logs:CreateLogStream", "logs:CreateLogGroup"],
+}
+
+
+@pytest.fixture(scope="module")
+def iam_moto() -> Iterator[SimpleNamespace]:
+    """A moto server that enforces IAM after the requests that create our users (moto's
+    INITIAL_NO_AUTH_ACTION_COUNT, read from the server process's environment)."""
+    saved = os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT")
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(3 * len(IAM_USERS))
+    try:
+        server = moto_server()
+        url = server.__enter__()
+    finally:
+        if saved is None:
+            os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
+        else:
+            os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = saved
+    try:
+        import boto3
+
+        iam = boto3.session.Session().client(
+            "iam", region_name="us-east-1", endpoint_url=url,
+            aws_access_key_id="testing", aws_secret_access_key="testing")
+        keys = {}
+        for user, actions in IAM_USERS.items():
+            iam.create_user(UserName=user)
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            policy = {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+            iam.put_user_policy(UserName=user, PolicyName="logs", PolicyDocument=json.dumps(policy))
+            keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+        yield SimpleNamespace(url=url, keys=keys)
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def logs(moto_endpoint: str) -> object:
+    return logs_client(moto_endpoint, "us-east-1")

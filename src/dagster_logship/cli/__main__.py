@@ -1,0 +1,7 @@
+"""``python -m dagster_logship.cli``: the ``dagster-logship`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
