@@ -76,7 +76,7 @@ def _announce(handler: CloudWatchHandler) -> None:
             description="Literal name or template of {job_name}, {run_id}, {pid}, {hostname}, "
             "{date}. The default puts one run in one stream.",
         ),
-        "aws_region": _opt_str("Region; default: boto3's chain (AWS_DEFAULT_REGION, then profile)."),
+        "aws_region": _opt_str("Region; default: boto3's chain (AWS_DEFAULT_REGION, profile)."),
         "aws_access_key_id": _opt_str("Access key id; default: boto3's credential chain."),
         "aws_secret_access_key": _opt_str("Secret key; prefer {env: VAR} over a literal."),
         "aws_session_token": _opt_str("Session token of temporary credentials."),
