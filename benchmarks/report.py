@@ -1,0 +1,463 @@
+"""Merge rounds, compare with baselines and targets, and write RESULTS.md and chart.png."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from cases import CASES  # harness.py puts benchmarks/ on sys.path
+
+MiB = 1024 * 1024
+X = "\u00d7"  # the multiplication sign of "1.5x"
+#: "Peak RSS under an outage bounded by the configured queue bytes plus a small constant": the
+#: constant allowed (SDK client and its service model loaded at the first send, thread stacks,
+#: the batch being retried, which is outside the queue's accounting).
+MEMORY_CONSTANT = 32 * MiB
+OURS = ("logship_cw", "logship_gcp", "logship_json")
+#: Whom each of our handlers is compared with for throughput.
+RIVAL = {"logship_cw": "watchtower", "logship_gcp": "gcl", "logship_json": "dagster_json",
+         "dagster_aws": "watchtower"}
+TARGET_THROUGHPUT = {"logship_cw": 2.0, "logship_gcp": 5.0}
+
+
+def label(case: str) -> str:
+    return CASES.get(case, {}).get("label", case)
+
+
+# -- merging rounds -------------------------------------------------------------------------------
+
+
+def merge(section: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in results if "error" not in r]
+    errors = [r for r in results if "error" in r]
+    if not ok:
+        return {"error": errors[0]["error"], "log": errors[0].get("log")}
+    merged: dict[str, Any]
+    if section == "caller":
+        reps = [x for r in ok for x in r["reps_ns"]]
+        merged = {"ns_per_call": statistics.median(reps),
+                  "thread_cpu_ns_per_call": statistics.median(
+                      r["thread_cpu_ns_per_call"] for r in ok),
+                  "reps_ns": reps, "calls_per_rep": ok[0]["calls_per_rep"][0],
+                  "acked": all(r["acked"] for r in ok)}
+    elif section == "throughput":
+        reps = [x for r in ok for x in r["reps"]]
+        merged = {"records_per_s": statistics.median(x["records_per_s"] for x in reps),
+                  "cpu_us_per_record": statistics.median(x["cpu_us_per_record"] for x in reps),
+                  "mb_per_s": (statistics.median(x["mb_per_s"] for x in reps)
+                               if all(x.get("mb_per_s") for x in reps) else None),
+                  "seconds": statistics.median(x["seconds"] for x in reps),
+                  "records": reps[0]["records"], "acked": all(x["acked"] for x in reps),
+                  "requests_per_rep": [n for r in ok for n in r["requests_per_rep"]],
+                  "events_per_request_backlogged": _mean_of(ok, "events_per_request_backlogged"),
+                  "events_per_request_mean": _mean_of(ok, "events_per_request_mean"),
+                  "events_per_request_max": max((r["events_per_request_max"] or 0) for r in ok),
+                  "fill_backlogged": _mean_of(ok, "fill_backlogged"), "reps": reps}
+    elif section == "dagster":
+        runs = [x for r in ok for x in r["runs"]]
+        merged = {"seconds": statistics.median(x["seconds"] for x in runs),
+                  "delivered_seconds": statistics.median(x["delivered_seconds"] for x in runs),
+                  "success": all(x["success"] for x in runs),
+                  "delivered_min": min((x["delivered"] or 0) for x in runs),
+                  "counted": any(x["delivered"] is not None for x in runs), "runs": runs}
+    elif section == "scaling":
+        merged = {}
+        for threads in ok[0]:
+            if not threads.isdigit():
+                continue
+            vals = [r[threads] for r in ok]
+            merged[threads] = {
+                "ns_per_call": statistics.median(v["ns_per_call"] for v in vals),
+                "records_per_s": statistics.median(v["records_per_s"] for v in vals),
+                "acked": all(v["acked"] for v in vals), "records": vals[0]["records"]}
+    else:
+        merged = dict(ok[0])
+    if errors:
+        merged["errors"] = [e["error"] for e in errors]
+    return merged
+
+
+def _mean_of(rs: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in rs if r.get(key) is not None]
+    return statistics.mean(vals) if vals else None
+
+
+def brief(section: str, r: dict[str, Any]) -> str:
+    """One line for the progress output."""
+    if "error" in r:
+        return "error"
+    if section == "caller":
+        return f"{r['ns_per_call'] / 1000:.2f} µs/call"
+    if section == "throughput":
+        return f"{r['records_per_s']:,.0f} records/s" + ("" if r["acked"] else " (NOT ACKED)")
+    if section == "memory":
+        return (f"peak {r['peak_rss_kb'] / 1024:.0f} MB, +{r['growth_kb'] / 1024:.0f} MB, "
+                f"{r['records_logged']:,} records in {r['seconds']:.1f} s")
+    if section == "dagster":
+        return f"{r['seconds']:.2f} s per run"
+    if section == "scaling":
+        return ", ".join(f"{t}T {v['ns_per_call'] / 1000:.1f} µs {v['records_per_s']:,.0f}/s"
+                         for t, v in r.items() if t.isdigit())
+    if section == "moto":
+        return f"{r['stored']}/{r['sent']} stored"
+    return ""
+
+
+# -- targets --------------------------------------------------------------------------------------
+
+
+def _get(results: dict[str, Any], section: str, case: str) -> dict[str, Any] | None:
+    r = results["sections"].get(section, {}).get(case)
+    return None if (r is None or "error" in r) else r
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**PASS**" if ok else "**FAIL**")
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    null = _get(results, "caller", "null")
+    if null is not None:
+        for case in OURS:
+            r = _get(results, "caller", case)
+            if r is not None:
+                ratio = r["ns_per_call"] / null["ns_per_call"]
+                rows.append((f"caller cost, {label(case)} ≤ 1.5{X} NullHandler",
+                             f"{ratio:.2f}{X}", _verdict(ratio <= 1.5)))
+    for case, want in TARGET_THROUGHPUT.items():
+        r, b = _get(results, "throughput", case), _get(results, "throughput", RIVAL[case])
+        if r is not None and b is not None:
+            ratio = r["records_per_s"] / b["records_per_s"]
+            rows.append((f"throughput, {label(case)} ≥ {want:g}{X} {label(RIVAL[case])}",
+                         f"{ratio:.2f}{X}", _verdict(ratio >= want and r["acked"])))
+    r = _get(results, "throughput", "logship_cw")
+    if r is not None and r.get("fill_backlogged") is not None:
+        rows.append(("PutLogEvents requests ≥ 95% full while backlogged (events or bytes)",
+                     f"{100 * r['fill_backlogged']:.1f}% "
+                     f"({r['events_per_request_backlogged']:,.0f} events/request)",
+                     _verdict(r["fill_backlogged"] >= 0.95)))
+    for case in OURS:
+        r = _get(results, "memory", case)
+        if r is not None and r.get("queue_max_bytes"):
+            bound = r["queue_max_bytes"] + MEMORY_CONSTANT
+            growth = r["growth_kb"] * 1024
+            rows.append((f"outage memory, {label(case)}: growth ≤ queue_max_bytes "
+                         f"({r['queue_max_bytes'] / MiB:.0f} MiB) + {MEMORY_CONSTANT // MiB} MiB",
+                         f"+{growth / MiB:.0f} MiB (bound {bound / MiB:.0f} MiB)",
+                         _verdict(growth <= bound)))
+    d, b = _get(results, "dagster", "logship_cw"), _get(results, "dagster", "null")
+    if d is not None and b is not None:
+        ratio = d["seconds"] / b["seconds"]
+        rows.append(("Dagster job, cloudwatch_logger within 5% of a discarding logger",
+                     f"{100 * (ratio - 1):+.1f}%", _verdict(ratio <= 1.05)))
+    return rows
+
+
+# -- markdown -------------------------------------------------------------------------------------
+
+
+def _fmt_us(ns: float) -> str:
+    return f"{ns / 1000:,.2f} µs" if ns < 1e6 else f"{ns / 1e6:,.2f} ms"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = ["# dagster-logship benchmarks", ""]
+    load = m.get("loadavg_start")
+    lines += [
+        f"Run {results['started']} ({results['mode']} mode, {results.get('seconds', 0):.0f} s) "
+        f"on **{m['cpu']}**, {m['logical_cpus']} logical CPUs, {m.get('memory_gb')} GB RAM, "
+        f"{m['implementation']} {m['python']}, {m['os']}. Load average at start "
+        f"{_load(load)}, at end {_load(m.get('loadavg_end'))} (other work on the machine "
+        "shows up as noise). Commit " + (m.get("commit") or "?") + ".",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".",
+        "",
+        "Generated by `python3 benchmarks/run.py`; all servers on loopback (see "
+        "[benchmarks/README.md](../README.md) for what is measured and how).",
+        "",
+        "## Targets", "", "| target | measured | result |", "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(results)]
+    sections = results["sections"]
+    if "caller" in sections:
+        lines += _caller(sections["caller"])
+    if "throughput" in sections:
+        lines += _throughput(sections["throughput"])
+    if "memory" in sections:
+        lines += _memory(sections["memory"])
+    if "dagster" in sections:
+        lines += _dagster(sections["dagster"], results["settings"].get("dagster", {}))
+    if "scaling" in sections:
+        lines += _scaling(sections["scaling"], sections.get("throughput", {}))
+    if "moto" in sections:
+        lines += ["", "## Sanity check against moto", "",
+                  "The CloudWatch clients measured against the stub, sending to a moto server "
+                  "and read back with GetLogEvents:", "", "| handler | sent | stored |",
+                  "|---|---:|---:|"]
+        for case, r in sections["moto"].items():
+            if "error" in r:
+                lines.append(f"| {label(case)} | error | |")
+            else:
+                lines.append(f"| {label(case)} | {r['sent']} | {r['stored']} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _load(load: Any) -> str:
+    return "/".join(f"{x:.1f}" for x in load) if load else "?"
+
+
+def _err(case: str, r: dict[str, Any], cols: int) -> str:
+    return f"| {label(case)} | error: {r.get('error')} (see {r.get('log')}) |" + " |" * (cols - 2)
+
+
+def _caller(sec: dict[str, Any]) -> list[str]:
+    null = sec.get("null")
+    out = ["", "## 1. Caller cost: time per `logger.info()`", "",
+           "A standalone `logging.Logger` at INFO with one handler; the same ~110-character "
+           "%-formatted message with Dagster's `dagster_meta` extra for every handler. Wall time "
+           "per call in a tight loop, median of all repetitions, the delivery thread running "
+           "(its GIL time is part of what the caller pays); caller-thread CPU beside it.", "",
+           f"| handler | per call | {X} NullHandler | caller-thread CPU | calls per rep |",
+           "|---|---:|---:|---:|---:|"]
+    for case, r in sec.items():
+        if "error" in r:
+            out.append(_err(case, r, 5))
+            continue
+        ratio = (f"{r['ns_per_call'] / null['ns_per_call']:.2f}{X}"
+                 if null and "error" not in null else "")
+        out.append(f"| {label(case)} | {_fmt_us(r['ns_per_call'])} | {ratio} | "
+                   f"{_fmt_us(r['thread_cpu_ns_per_call'])} | {r['calls_per_rep']:,} |")
+    return out
+
+
+def _throughput(sec: dict[str, Any]) -> list[str]:
+    out = ["", "## 2. Delivery throughput", "",
+           "Records per second from the first emit until the server has acknowledged all of "
+           "them (the handler's flush, then the server's count reaching N); one thread logging. "
+           "CPU is the whole client process's (all threads) per record. Fill: how full the "
+           "requests were while records were backlogged (all but each run's last request), as a "
+           "fraction of PutLogEvents' maximum, whichever of 10,000 events or 1,048,576 bytes "
+           "(message UTF-8 + 26 per event) a request reaches first. What each client ships per "
+           f"record differs: {_sizes(sec)}.", "",
+           f"| handler | to | records | records/s | {X} rival | MB/s (CloudWatch-counted) "
+           "| CPU per record | events/request (backlogged) | fill | acked |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for case, r in sec.items():
+        if "error" in r:
+            out.append(_err(case, r, 10))
+            continue
+        rival = RIVAL.get(case)
+        rv = sec.get(rival) if rival else None
+        ratio = (f"{r['records_per_s'] / rv['records_per_s']:.2f}{X} {CASES[rival]['owner']}"
+                 if rv and "error" not in rv else "—")
+        dest = {"stub": "PutLogEvents stub", "gcp": "fake Cloud Logging",
+                "": "/dev/null"}[CASES[case]["server"]]
+        epr = r.get("events_per_request_backlogged")
+        fill = r.get("fill_backlogged")
+        out.append(
+            f"| {label(case)} | {dest} | {r['records']:,} | {r['records_per_s']:,.0f} | {ratio} | "
+            f"{'' if not r.get('mb_per_s') else format(r['mb_per_s'], '.1f')} | "
+            f"{r['cpu_us_per_record']:.1f} µs | {'' if epr is None else f'{epr:,.0f}'} | "
+            f"{'' if fill is None else f'{100 * fill:.0f}%'} | {'yes' if r['acked'] else 'NO'} |")
+    return out
+
+
+def _sizes(sec: dict[str, Any]) -> str:
+    """Bytes per event each CloudWatch client sent, as CloudWatch counts them, minus the 26."""
+    what = {"logship_cw": "the full JSON event schema", "watchtower": "the bare message",
+            "dagster_aws": "`json.dumps(record.__dict__)`"}
+    parts = []
+    for case, text in what.items():
+        r = sec.get(case)
+        if r and "error" not in r and r.get("mb_per_s"):
+            size = r["mb_per_s"] * 1e6 / r["records_per_s"] - 26
+            parts.append(f"{CASES[case]['owner']} {text}, ~{size:,.0f} bytes")
+    return "; ".join(parts) + (" — so records/s and MB/s tell different stories" if parts else "")
+
+
+def _memory(sec: dict[str, Any]) -> list[str]:
+    null = sec.get("null")
+    out = ["", "## 3. Memory while the backend is down", "",
+           "Each handler in its own process logs 1,000,000 records (bounded in time) while its "
+           "backend refuses connections (CloudWatch, Cloud Logging) or, for JSON lines, while "
+           "nobody reads the pipe (a stalled log agent). Peak RSS is the process's high-water "
+           "mark during the loop (reset before it); growth is peak minus RSS before the loop. "
+           "Our handlers use `overflow: drop_oldest` here (with the default `block` each call "
+           "past a full queue waits 0.5 s); their queue bound is the default 100,000 records / "
+           "64 MiB.", "",
+           f"| handler | records logged | seconds | peak RSS | growth | {X} NullHandler peak | "
+           "what happened |", "|---|---:|---:|---:|---:|---:|---|"]
+    for case, r in sec.items():
+        if "error" in r:
+            out.append(_err(case, r, 7))
+            continue
+        ratio = (f"{r['peak_rss_kb'] / null['peak_rss_kb']:.2f}{X}"
+                 if null and "error" not in null else "")
+        out.append(f"| {label(case)} | {r['records_logged']:,} | {r['seconds']:.1f} | "
+                   f"{r['peak_rss_kb'] / 1024:,.0f} MB | +{r['growth_kb'] / 1024:,.0f} MB | "
+                   f"{ratio} | {_memory_note(case, r)} |")
+    return out
+
+
+def _memory_note(case: str, r: dict[str, Any]) -> str:
+    notes = []
+    if not r["finished"]:
+        notes.append(f"caller stuck: {r['records_logged']:,} of {r['records_wanted']:,} "
+                     f"calls returned in {r['seconds']:.0f} s")
+    if r.get("errors_raised"):
+        notes.append(f"{r['errors_raised']:,} exceptions raised into the caller")
+    stats = r.get("handler_stats")
+    if stats:
+        notes.append(f"queue bound {r['queue_max_records']:,} records / "
+                     f"{r['queue_max_bytes'] / MiB:.0f} MiB; dropped {stats['dropped']:,} "
+                     "(counted, reported on stderr)")
+    if case in ("watchtower", "gcl") and r["finished"]:
+        notes.append("unbounded queue" if case == "watchtower"
+                     else "unbounded queue; failed batches are dropped")
+    return "; ".join(notes)
+
+
+def _dagster(sec: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    null = sec.get("null")
+    n = settings.get("n", 0)
+    out = ["", "## 4. In Dagster", "",
+           f"Wall time of `execute_in_process` of a one-op job whose op calls `context.log.info` "
+           f"{n:,} times, with each logger selected in the run config (in-process executor, one "
+           "ephemeral instance per process, the first run of each process not counted). "
+           "Until delivered: until the logger's records are acknowledged by the server.", "",
+           f"| logger | job wall time | {X} discarding logger | until delivered | records at "
+           "server (min) |", "|---|---:|---:|---:|---:|"]
+    names = {"null": "discarding logger (NullHandler)", "logship_cw": "logship cloudwatch_logger",
+             "logship_gcp": "logship gcp_logger", "logship_json": "logship json_console_logger",
+             "watchtower": "@logger with watchtower's handler",
+             "dagster_aws": "dagster-aws cloudwatch_logger",
+             "gcl": "@logger with google-cloud-logging's handler",
+             "dagster_json": "Dagster json_console_logger"}
+    for case, r in sec.items():
+        if "error" in r:
+            out.append(_err(case, r, 5))
+            continue
+        ratio = f"{r['seconds'] / null['seconds']:.3f}{X}" if null and "error" not in null else ""
+        counted = f"{r['delivered_min']:,}" if r.get("counted") else "—"
+        out.append(f"| {names.get(case, case)} | {r['seconds']:.3f} s | {ratio} | "
+                   f"{r['delivered_seconds']:.3f} s | {counted} |")
+    return out
+
+
+def _scaling(sec: dict[str, Any], thr: dict[str, Any]) -> list[str]:
+    null = sec.get("null", {})
+    threads = sorted({t for r in sec.values() for t in r if t.isdigit()}, key=int)
+    head = " | ".join(f"{t} thr." for t in threads)
+    out = ["", "## 5. How the cost grows with logging threads", "",
+           "The same total number of records split over 1, 4 and 16 threads started together. "
+           "Caller cost: wall time from the start until every thread returned from its last "
+           f"call, per call (all threads together), {X} NullHandler at the same thread count. "
+           "Throughput: records per second until acknowledged.", "",
+           f"| handler | caller cost: {head} | records/s: {head} |",
+           "|---|" + "---:|" * (2 * len(threads))]
+    for case, r in sec.items():
+        if "error" in r:
+            out.append(_err(case, r, 1 + 2 * len(threads)))
+            continue
+        cost = []
+        rate = []
+        for t in threads:
+            v = r.get(t)
+            if not v:
+                cost.append("")
+                rate.append("")
+                continue
+            base = null.get(t)
+            ratio = f" ({v['ns_per_call'] / base['ns_per_call']:.1f}{X})" if base else ""
+            cost.append(f"{_fmt_us(v['ns_per_call'])}{ratio}")
+            rate.append(f"{v['records_per_s']:,.0f}" + ("" if v["acked"] else " (not acked)")
+                        if case != "null" else "—")
+        out.append(f"| {label(case)} | " + " | ".join(cost) + " | " + " | ".join(rate) + " |")
+    return out
+
+
+# -- chart ----------------------------------------------------------------------------------------
+
+
+def chart(results: dict[str, Any], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    sec = results["sections"]
+    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
+    fig.suptitle(f"dagster-logship benchmarks — {results['machine']['cpu']}, "
+                 f"{results['machine']['logical_cpus']} CPUs, Python "
+                 f"{results['machine']['python']} ({results['mode']} mode)")
+
+    def bars(ax: Any, data: dict[str, float], title: str, xlabel: str, log: bool = False,
+             line: float | None = None) -> None:
+        names = list(data)
+        colors = ["tab:green" if CASES.get(c, {}).get("owner") == "ours" else
+                  ("tab:gray" if c == "null" else "tab:orange") for c in names]
+        ax.barh([label(c) for c in names], [data[c] for c in names], color=colors)
+        ax.invert_yaxis()
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        if log:
+            ax.set_xscale("log")
+        if line is not None:
+            ax.axvline(line, color="black", linestyle="--", linewidth=1)
+        for i, c in enumerate(names):
+            value = data[c]
+            text = f" {value:,.0f}" if value >= 1000 else f" {value:.3g}"
+            ax.text(value, i, text, va="center", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+
+    def ok(section: str) -> dict[str, dict[str, Any]]:
+        return {c: r for c, r in sec.get(section, {}).items() if "error" not in r}
+
+    caller = ok("caller")
+    if "null" in caller:
+        floor = caller["null"]["ns_per_call"]
+        bars(axes[0][0], {c: r["ns_per_call"] / floor for c, r in caller.items()},
+             f"Caller cost ({X} NullHandler, log scale)", f"{X} NullHandler", log=True, line=1.5)
+    thr = ok("throughput")
+    if thr:
+        bars(axes[0][1], {c: r["records_per_s"] for c, r in thr.items()},
+             "Delivery throughput (records/s until acknowledged)", "records/s", log=True)
+    mem = ok("memory")
+    if mem:
+        bars(axes[0][2], {c: r["peak_rss_kb"] / 1024 for c, r in mem.items()},
+             "Peak RSS, backend down (MB)", "MB")
+    dag = ok("dagster")
+    if "null" in dag:
+        base = dag["null"]["seconds"]
+        bars(axes[1][0], {c: r["seconds"] / base for c, r in dag.items()},
+             f"Dagster job wall time ({X} discarding logger)", f"{X}", line=1.05)
+    scale = ok("scaling")
+    if scale:
+        ax1, ax2 = axes[1][1], axes[1][2]
+        null = scale.get("null", {})
+        for case, r in scale.items():
+            ts = sorted((t for t in r if t.isdigit()), key=int)
+            if case != "null" and null:
+                ax1.plot([int(t) for t in ts],
+                         [r[t]["ns_per_call"] / null[t]["ns_per_call"] for t in ts],
+                         marker="o", label=label(case))
+                ax2.plot([int(t) for t in ts], [r[t]["records_per_s"] for t in ts],
+                         marker="o", label=label(case))
+        for ax, title in ((ax1, f"Caller cost vs threads ({X} NullHandler)"),
+                          (ax2, "Throughput vs threads (records/s)")):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xticks([1, 4, 16], ["1", "4", "16"])
+            ax.set_xlabel("logging threads")
+            ax.set_title(title)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
