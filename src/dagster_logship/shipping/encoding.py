@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import traceback
 from datetime import datetime, timezone
 from typing import Any
@@ -58,19 +59,33 @@ _NOT_EXTRA = frozenset(RESERVED_ATTRS) | {
     "dagster_event_batch_metadata",
 }
 _MAX_DEPTH = 32
+#: Bytes a queued record holds besides its text and its attribute dict: the LogRecord object,
+#: the floats, args and strings it refers to, the snapshot and the queue slot, with allocator
+#: overhead (measured on CPython 3.11; see Snapshot.mem).
+_RECORD_MEMORY = 768
 
 
 class Snapshot:
     """What ``emit`` keeps of a record: the record itself plus the parts that could change later."""
 
-    __slots__ = ("exc_text", "message", "record", "seq", "size", "t_mono")
+    __slots__ = ("exc_text", "mem", "message", "record", "seq", "size", "t_mono")
 
     def __init__(self, record: logging.LogRecord, message: str, exc_text: str | None) -> None:
         self.record = record
         self.message = message
         self.exc_text = exc_text
-        # Queue accounting in characters: cheap, and close to UTF-8 bytes for log text.
-        self.size = len(message) + (len(exc_text) if exc_text else 0) + 256
+        text = len(message) + (len(exc_text) if exc_text else 0)
+        # Batch accounting in characters: cheap, and close to the encoded event's UTF-8 bytes.
+        self.size = text + 256
+        # Memory held while queued, for queue_max_bytes. FIX (issue 6): the queue used to be
+        # bounded by ``size``, but a queued record holds the LogRecord and its attribute dict
+        # too: measured at ~1,030 bytes for a 50 character message against 306 counted, so a
+        # full queue took 3.4 times queue_max_bytes. The dict's own size is O(1) to read.
+        try:
+            attributes = sys.getsizeof(record.__dict__)
+        except Exception:
+            attributes = 512
+        self.mem = text + attributes + _RECORD_MEMORY
         self.seq = 0
         self.t_mono = 0.0
 
@@ -211,10 +226,33 @@ def build_event(snap: Snapshot) -> dict[str, Any]:
             if key in _NOT_EXTRA or key.startswith("_"):
                 continue
             name = key if key not in event else f"extra_{key}"
+            if isinstance(value, (dict, list, tuple)) and _deeper_than(value, _MAX_DEPTH - 1):
+                # FIX (issue 6, bad-input corpus): the depth cap used to apply only when
+                # encoding failed, so 100 levels went out as they were; Cloud Logging's JSON
+                # parser refuses a whole request nested that deep (protobuf's limit is 100).
+                value = _sanitize(value, 1, set())
             event[name] = value
     except Exception:  # a record with a hostile __dict__
         pass
     return event
+
+
+def _deeper_than(obj: Any, limit: int) -> bool:
+    """True if ``obj`` nests containers more than ``limit`` levels (cycles count as deep)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        seen += 1
+        if seen > 100_000:
+            return True  # huge: let _sanitize bound it
+        children = node.values() if isinstance(node, dict) else node
+        for child in list(children):
+            if isinstance(child, (dict, list, tuple)):
+                stack.append((child, depth + 1))
+    return False
 
 
 class _Encoder(JsonEncoder):
@@ -226,7 +264,12 @@ class _Encoder(JsonEncoder):
             return bytes(o).decode("utf-8", "backslashreplace")
         if isinstance(o, (set, frozenset)):
             return list(o)
-        return super().default(o)
+        converted = super().default(o)
+        if converted == "__could_not_encode__":
+            # FIX (issue 6, bad-input corpus): python-json-logger's marker when str() fails;
+            # the README promises str(), else repr(), else "<unprintable T>".
+            return _safe_str(o)
+        return converted
 
 
 _ENCODER = _Encoder()

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from . import stdio
 from .encoding import snapshot
 from .options import ShippingOptions
 from .sink import Sink
@@ -65,6 +66,7 @@ class ShippingHandler(logging.Handler):
         self._last_stats: dict[str, int] | None = None
         self._suppressed = 0
         self._emit_errors = 0
+        stdio.pin("stderr")  # where diagnostics and stderr spills go (see stdio.py)
         self._attach()
 
     def _attach(self) -> Worker:

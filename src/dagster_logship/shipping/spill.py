@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from . import stdio
 from .encoding import encode
 
 __all__ = ["SPILL_KEY", "Spill", "read_spill"]
@@ -26,14 +26,9 @@ _PREFIX = "dagster-logship:"
 
 
 def _stderr_write(text: str) -> None:
-    stream = sys.stderr or sys.__stderr__
-    if stream is None:
-        return
-    try:
-        stream.write(text)
-        stream.flush()
-    except Exception:
-        pass
+    """To the process's stderr, also while a host (Dagster's compute-log capture) has redirected
+    its descriptor: see :mod:`.stdio`. Never raises."""
+    stdio.write_text("stderr", text)
 
 
 class Spill:

@@ -14,8 +14,9 @@ class DeliveryStats:
 
     ``enqueued`` counts records accepted by ``emit``; an oversized record that was split counts
     once here and once per part in ``delivered``/``spilled`` (``parts_split`` says how many extra
-    parts were made). ``suppressed`` counts records the shipping layer's own threads produced
-    (SDK debug logs made while sending), which are never shipped to avoid recursion.
+    parts were made). ``suppressed`` counts records made on the shipping layer's own threads
+    that reached this handler, which are never shipped to avoid recursion (the SDKs' own records
+    made there are dropped earlier, at their loggers: see ``worker.quiet_sdk_loggers``).
     """
 
     enqueued: int = 0

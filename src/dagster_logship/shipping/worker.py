@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import multiprocessing.util
 import os
+import random
+import signal
 import threading
 import time
 from collections import deque
@@ -39,18 +42,72 @@ __all__ = [
     "acquire",
     "flush_all",
     "in_shipping_thread",
+    "quiet_sdk_loggers",
     "release",
     "release_later",
     "shutdown_all",
 ]
 
 _IDLE_TICK = 1.0
+#: At process exit a backoff lasts at most flush_timeout / this (see Worker._sleep).
+_EXIT_ATTEMPTS = 6
+#: How long a process exit waits for the worker to finish writing a batch's spill lines.
+_DISPOSE_WAIT = 2.0
+#: The pace between batches after throttling is at most this many initial backoffs (2 s with
+#: the defaults): enough to spread dozens of processes over a quota, short enough that a
+#: worker resumes its full rate within seconds once the quota is free (see _adjust_pace).
+_PACE_CEILING = 10
 _local = threading.local()
 
 
 def in_shipping_thread() -> bool:
     """True on a thread that is sending for us: its log records must not come back to us."""
     return getattr(_local, "active", False)
+
+
+#: Top-level names of the loggers of the libraries our sinks send through.
+_SDK_LOGGERS = frozenset(
+    {"botocore", "boto3", "urllib3", "s3transfer", "google", "requests", "grpc",
+     "charset_normalizer"}
+)
+
+
+class _NotFromShippingThreads(logging.Filter):
+    """Drops the records an SDK makes on our shipping threads, before any handler sees them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not in_shipping_thread()
+
+
+_sdk_filter = _NotFromShippingThreads()
+_loggers_seen = 0
+
+
+def quiet_sdk_loggers() -> None:
+    """Keep the SDKs' own records about our requests out of every handler of the process.
+
+    FIX (issue 6, found with Dagster capturing the root logger at DEBUG): ``emit`` already
+    refused records made on our threads, but other handlers did not: Dagster stored urllib3's
+    and botocore's DEBUG lines about each of our requests in the run's event log, and
+    botocore's include the request headers, the session token among them. A filter on the
+    SDK loggers themselves (logger filters apply where a record is made, before it
+    propagates) drops exactly the records made on our shipping threads; records the
+    application's own threads make through the same SDKs pass untouched. Called when a sink
+    has built its client and after each request (SDKs create some loggers lazily); it only
+    walks the logger registry when that has grown.
+    """
+    global _loggers_seen
+    registry = logging.Logger.manager.loggerDict
+    if len(registry) == _loggers_seen:
+        return
+    _loggers_seen = len(registry)
+    for name, candidate in list(registry.items()):
+        if (
+            name.split(".", 1)[0] in _SDK_LOGGERS
+            and isinstance(candidate, logging.Logger)
+            and _sdk_filter not in candidate.filters
+        ):
+            candidate.addFilter(_sdk_filter)
 
 
 class _Abandoned(Exception):
@@ -95,6 +152,7 @@ class Worker:
         self._progress = threading.Condition(self._lock)
         self._queue: deque[Snapshot] = deque()
         self._queued_bytes = 0
+        self._queued_mem = 0
         self._seq = 0
         self._done_seq = 0
         self._flush_target = 0
@@ -103,10 +161,17 @@ class Worker:
         self._stopping = False
         self._abandon_at: float | None = None
         self._interrupt = threading.Event()
+        # What the worker holds besides the queue, all visible to abandon_now (under _lock):
+        # snapshots popped and being encoded, a partial batch kept to fill, batches formed and
+        # not yet started, the batch being sent. ``_epoch`` changes when abandon_now took them.
+        self._taken: list[Snapshot] = []
         self._carry: list[Item] = []
+        self._pending: list[list[Item]] = []
         self._in_flight: list[Item] = []
-        self._stolen = False
+        self._epoch = 0
+        self._disposing = False  # the worker is spilling what its batch in flight left
         self._degraded = False
+        self._pace = 0.0
         self._diagnosed: set[str] = set()
         self._unreported_drops = 0
 
@@ -129,7 +194,7 @@ class Worker:
             if (
                 (
                     len(queue) >= self.options.queue_max_records
-                    or self._queued_bytes + snap.size > self.options.queue_max_bytes
+                    or self._queued_mem + snap.mem > self.options.queue_max_bytes
                 )
                 and queue
                 and not self._make_room_locked(snap)
@@ -140,6 +205,7 @@ class Worker:
             snap.t_mono = time.monotonic()
             queue.append(snap)
             self._queued_bytes += snap.size
+            self._queued_mem += snap.mem
             self.stats.enqueued += 1
             if self._thread is None and not self._start_locked():
                 start_inline = True
@@ -155,7 +221,7 @@ class Worker:
     def _full_locked(self, snap: Snapshot) -> bool:
         return bool(self._queue) and (
             len(self._queue) >= self.options.queue_max_records
-            or self._queued_bytes + snap.size > self.options.queue_max_bytes
+            or self._queued_mem + snap.mem > self.options.queue_max_bytes
         )
 
     def _make_room_locked(self, snap: Snapshot) -> bool:
@@ -164,6 +230,7 @@ class Worker:
             while self._full_locked(snap):
                 old = self._queue.popleft()
                 self._queued_bytes -= old.size
+                self._queued_mem -= old.mem
                 self.stats.dropped += 1
                 self._unreported_drops += 1
             return True
@@ -255,14 +322,31 @@ class Worker:
             return True
 
     def abandon_now(self, reason: str) -> None:
-        """Spill whatever is still queued or in flight, from the exiting thread."""
+        """Spill whatever is still queued or in the worker's hands, from the exiting thread.
+
+        FIX (issue 6, found by the backend-down run: under load a step process lost a whole
+        batch, neither delivered nor spilled): this used to see only the queue, the carried
+        batch and the batch in flight. Records the worker had popped and was encoding, batches
+        formed but not yet started, and a batch whose spill lines the worker was still writing
+        (it stopped counting as in flight first) were invisible: the exiting thread found
+        nothing, returned, and the process ended before the worker wrote them. Now everything
+        the worker holds is visible here, a spill being written is waited for (at most
+        ``_DISPOSE_WAIT``), and the worker learns from ``_epoch`` that what it held was taken.
+        """
         with self._lock:
-            snaps = list(self._queue)
+            # The worker is writing what its batch left to spill: let it finish (a moment),
+            # rather than spill the batch twice or leave before it is written.
+            end = time.monotonic() + _DISPOSE_WAIT
+            while self._disposing and time.monotonic() < end:
+                self._progress.wait(max(0.0, end - time.monotonic()))
+            snaps = list(self._queue) + self._taken
             self._queue.clear()
             self._queued_bytes = 0
-            items = self._carry + self._in_flight
-            self._carry = []
-            self._stolen = bool(self._in_flight)
+            self._queued_mem = 0
+            items = self._carry + [item for batch in self._pending for item in batch]
+            items += self._in_flight
+            self._carry, self._taken, self._pending, self._in_flight = [], [], [], []
+            self._epoch += 1
             self._done_seq = self._seq
             self._progress.notify_all()
         events = [(item.event, reason) for item in items]
@@ -289,7 +373,13 @@ class Worker:
             with self._lock:
                 if self._thread is me:
                     self._thread = None
-                stopping = self._stopping and not self._queue
+                # A put after _take said stop may have started a successor: it owns the sink.
+                stopping = (
+                    self._thread is None
+                    and self._stopping
+                    and not self._queue
+                    and not self._carry
+                )
                 self._progress.notify_all()
             if stopping:
                 self._release_sink()
@@ -328,6 +418,14 @@ class Worker:
                         self._done_seq = self._seq
                         self._progress.notify_all()
                     if self._stopping:
+                        # FIX (issue 6): the thread gives up its slot while still holding the
+                        # lock. It used to do so later, in _run's ``finally``: a record put in
+                        # between (another thread emitting through a handler that a host was
+                        # closing, as dictConfig does on every Dagster run) saw a live thread,
+                        # was queued, and stayed there with no thread to send it and no
+                        # handler left to flush it. Now such a put starts a new thread.
+                        if self._thread is threading.current_thread():
+                            self._thread = None
                         return [], False, True
                     self._report_drops_locked()
                     self._waiting = True
@@ -342,7 +440,7 @@ class Worker:
                     len(queue) >= self.batch_events
                     or self._queued_bytes >= self.batch_bytes
                     or len(queue) >= self.options.queue_max_records
-                    or self._queued_bytes >= self.options.queue_max_bytes
+                    or self._queued_mem >= self.options.queue_max_bytes
                 ):  # a full batch, or a full queue that callers may be waiting on
                     return self._pop_batch_locked(), False, False
                 first = queue[0].t_mono if queue else self._carry_t_mono
@@ -359,15 +457,19 @@ class Worker:
 
     def _pop_batch_locked(self) -> list[Snapshot]:
         out: list[Snapshot] = []
-        nbytes = 0
+        nbytes = mem = 0
         queue = self._queue
         while queue and len(out) < self.batch_events:
             size = queue[0].size
             if out and nbytes + size > self.batch_bytes:
                 break
-            out.append(queue.popleft())
+            snap = queue.popleft()
+            out.append(snap)
             nbytes += size
+            mem += snap.mem
         self._queued_bytes -= nbytes
+        self._queued_mem -= mem
+        self._taken = out  # the worker's now; abandon_now can still see them
         if out:
             self._room.notify_all()
         return out
@@ -433,28 +535,39 @@ class Worker:
         return len(batch) >= self.batch_events or nbytes >= self.batch_bytes * 0.95
 
     def _process(self, snaps: list[Snapshot], force: bool) -> None:
-        carried_since = self._carry_t_mono if self._carry else None
-        items = self._carry + self._items_of(snaps)
-        self._carry = []
-        if not items:
-            self._mark_done(None)
-            return
-        batches = self._batches(items)
+        with self._lock:
+            epoch, carry = self._epoch, self._carry
+        carried_since = self._carry_t_mono if carry else None
+        items = carry + self._items_of(snaps)
+        batches = self._batches(items) if items else []
+        new_carry: list[Item] = []
         more_waiting = bool(self._queue)  # a hint; read without the lock
         if (more_waiting or not force) and batches and not self._is_full(batches[-1]):
             # A partial batch while more records are queued or arriving: fill it first (the age
             # of its oldest record still bounds how long it waits).
-            self._carry = batches.pop()
+            new_carry = batches.pop()
             # Age of the carried batch: its oldest record's, conservatively.
             if carried_since is not None:
                 self._carry_t_mono = carried_since
             else:
                 self._carry_t_mono = snaps[0].t_mono if snaps else time.monotonic()
-        for i, batch in enumerate(batches):
-            self._deliver(batch)
-            following = batches[i + 1] if i + 1 < len(batches) else self._carry
+        with self._lock:
+            if self._epoch != epoch:
+                return  # abandoned meanwhile (process exit): abandon_now spilled all of it
+            self._taken, self._carry, self._pending = [], new_carry, list(batches)
+        if not items:
+            self._mark_done(None)
+            return
+        for i in range(len(batches)):
+            with self._lock:
+                if self._epoch != epoch or not self._pending:
+                    return
+                batch = self._pending.pop(0)
+                self._in_flight = batch
+            self._deliver(batch, epoch)
+            following = batches[i + 1] if i + 1 < len(batches) else new_carry
             self._mark_done(following[0].seq - 1 if following else None)
-        if not batches and not self._carry:
+        if not batches and not new_carry:
             self._mark_done(None)
 
     def _mark_done(self, upto: int | None) -> None:
@@ -479,8 +592,16 @@ class Worker:
         return self._abandon_at is not None and time.monotonic() >= self._abandon_at
 
     def _sleep(self, seconds: float) -> None:
+        """Back off (interruptibly). While the process is exiting, no single wait is longer
+        than a sixth of ``flush_timeout`` (5 s with the defaults): a process that exits in a
+        throttling storm notices the storm's end within seconds instead of sleeping through
+        the rest of its flush timeout on one 20 s backoff (issue 6)."""
+        if self._abandon_at is not None:
+            seconds = min(seconds, self.options.flush_timeout / _EXIT_ATTEMPTS)
         end = time.monotonic() + seconds
         while True:
+            if self._abandon_at is not None:  # exit began during the wait
+                end = min(end, time.monotonic() + self.options.flush_timeout / _EXIT_ATTEMPTS)
             limit = end if self._abandon_at is None else min(end, self._abandon_at)
             remaining = limit - time.monotonic()
             if remaining <= 0:
@@ -488,19 +609,29 @@ class Worker:
             self._interrupt.wait(remaining)
             self._interrupt.clear()
 
-    def _deliver(self, batch: list[Item]) -> None:
-        with self._lock:
-            self._in_flight = batch
-            self._stolen = False
+    def _deliver(self, batch: list[Item], epoch: int) -> None:
+        """Send one batch (already ``_in_flight``) with retries; dispose of every item."""
         remaining: list[Item] = batch
         delivered = rejected = 0
         spills: list[tuple[dict[str, Any], str]] = []
+        if self._pace > 0 and not self._degraded:
+            self._sleep(random.uniform(self._pace / 2, self._pace))
+        retries = 0
+
+        def count_retry() -> None:
+            nonlocal retries
+            retries += 1
+            self.stats.add(retried=1)
 
         def attempt() -> None:
             nonlocal remaining, delivered, rejected
             if self._should_give_up():
                 raise _Abandoned
-            result = self.sink.send(remaining)
+            quiet_sdk_loggers()  # loggers of SDKs imported since the last request
+            try:
+                result = self.sink.send(remaining)
+            finally:
+                quiet_sdk_loggers()  # and of those the request imported
             self.stats.add(batches=1)
             retry_idx: Sequence[int] = ()
             if result is not None:
@@ -519,11 +650,12 @@ class Worker:
             policy,
             give_up=self._should_give_up,
             sleep=self._sleep,
-            on_retry=lambda: self.stats.add(retried=1),
+            on_retry=count_retry,
         )
         try:
             retrying(attempt)
             self._degraded = False
+            self._adjust_pace(retries)
         except RetryableError as exc:
             if self._should_give_up():
                 reason = f"process exiting: flush_timeout passed ({exc})"
@@ -548,13 +680,43 @@ class Worker:
                 (item.event, f"unexpected error: {type(exc).__name__}") for item in remaining
             ]
         with self._lock:
-            stolen, self._stolen = self._stolen, False
-            self._in_flight = []
-        if stolen:  # the exiting thread already spilled this batch
-            return
-        if delivered or rejected:
-            self.stats.add(delivered=delivered, rejected=rejected)
-        self._spill(spills)
+            stolen = self._epoch != epoch
+            # FIX (issue 6): the batch stays in flight, visible to abandon_now, until what it
+            # leaves to spill is written. Clearing it first left a window in which an exiting
+            # process found nothing to spill, returned, and ended while this thread was still
+            # encoding the spill lines: the whole batch was lost (seen under load).
+            self._disposing = not stolen
+        if stolen:  # the exiting thread already spilled this batch (if it was also delivered
+            return  # just now, it is both: at-least-once)
+        try:
+            if delivered or rejected:
+                self.stats.add(delivered=delivered, rejected=rejected)
+            self._spill(spills)
+        finally:
+            with self._lock:
+                self._disposing = False
+                if self._epoch == epoch:
+                    self._in_flight = []
+                self._progress.notify_all()
+
+    def _adjust_pace(self, retries: int) -> None:
+        """Pace the next batches after a batch needed retries; relax as batches go through.
+
+        FIX (issue 6, found by the quota test: 28 processes against an account-wide rate):
+        backoff used to start afresh with every batch, so a worker that had just been throttled
+        sent its next batch at once and was throttled again; together the processes offered
+        about twice the quota. Now the first attempt of the next batch waits a jittered
+        ``pace`` that doubles (from ``retry_initial_backoff`` up to ``retry_max_backoff``)
+        after each batch that was retried, and halves after each batch that went through at
+        once (additive-increase/multiplicative-decrease turned around: slow down fast, speed
+        up gradually). A healthy destination has no pace, hence no added latency.
+        """
+        initial = self.options.retry_initial_backoff
+        if retries:
+            ceiling = min(self.options.retry_max_backoff, _PACE_CEILING * initial)
+            self._pace = min(ceiling, max(initial, self._pace * 2))
+        elif self._pace:
+            self._pace = self._pace / 2 if self._pace / 2 >= initial / 2 else 0.0
 
     def _spill(self, events: list[tuple[dict[str, Any], str]]) -> None:
         if events:
@@ -689,15 +851,62 @@ def _ensure_exit_hooks() -> None:
     # these finalizers, skipping atexit. (Imported at module level: an import in a forked child
     # can hang on a module lock that another thread of the parent held at fork time.)
     multiprocessing.util.Finalize(None, shutdown_all, exitpriority=100)
+    _install_sigterm_hook()
+
+
+_terminating = False
+
+
+def _install_sigterm_hook() -> None:
+    """Flush on SIGTERM, then die of it, in processes that left SIGTERM at its default.
+
+    FIX (issue 6): with the default disposition the kernel ends the process at once and no exit
+    hook runs, so a plain ``kill``, ``Process.terminate()``, ``Pool.terminate()`` or a container
+    stop lost whatever was queued. The handler gives every destination its ``flush_timeout``
+    (from a helper thread, so a worker lock held by the interrupted main thread is released
+    meanwhile), then restores the default and sends itself SIGTERM again: the process still
+    dies of SIGTERM (exit status -15), only later. A second SIGTERM ends it at once.
+
+    Installed only from the main thread, and only over ``SIG_DFL``: a handler someone else
+    installed (Dagster maps SIGTERM to its interrupt handling in the run worker and in step
+    processes, where the step then unwinds and the ordinary exit hooks run) is never replaced.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no signals here (embedded interpreters)
+        pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _terminating
+    if not _terminating:
+        _terminating = True
+        pid = os.getpid()
+        longest = max(
+            (w.options.flush_timeout for w in list(_live_workers) if w._pid == pid), default=0.0
+        )
+        helper = threading.Thread(
+            target=shutdown_all, name="dagster-logship SIGTERM flush", daemon=True
+        )
+        helper.start()
+        helper.join(longest + 1.0)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _after_fork_in_child() -> None:
     global _hooks_pid
     global _registry_lock
+    global _terminating
     for worker in list(_live_workers):
         worker.after_fork()
     _registry_lock = threading.Lock()
     _hooks_pid = None
+    # A SIGTERM handler installed by the parent stays: the child flushes its own records.
+    _terminating = False
 
 
 if hasattr(os, "register_at_fork"):

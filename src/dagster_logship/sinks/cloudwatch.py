@@ -22,6 +22,7 @@ from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError, RetryableError, ShippingError
 from ..shipping.sink import Item, SendResult, Sink, SinkLimits
 from ..shipping.spill import diagnostic
+from ..shipping.worker import quiet_sdk_loggers
 
 __all__ = [
     "INSTALL_HINT",
@@ -280,7 +281,7 @@ class CloudWatchSink(Sink):
                 region_name=self.aws_region,
                 profile_name=self.aws_profile,
             )
-            return session.client(
+            client = session.client(
                 "logs",
                 endpoint_url=self.endpoint_url,
                 config=Config(
@@ -292,6 +293,8 @@ class CloudWatchSink(Sink):
             )
         except Exception as exc:
             raise self._classify(exc, "PutLogEvents") from None
+        quiet_sdk_loggers()  # before the first request: botocore logs its headers at DEBUG
+        return client
 
     def close(self) -> None:
         with self._client_lock:
@@ -441,8 +444,9 @@ class CloudWatchSink(Sink):
     # -- classification -------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        """Belt and braces: no secret ever leaves in an error text, whatever botocore said."""
-        for secret in (self._secret_access_key, self._session_token):
+        """Belt and braces: no credential ever leaves in an error text, whatever the service or
+        botocore said (the access key id too, since issue 6: a service may echo it back)."""
+        for secret in (self._secret_access_key, self._session_token, self._access_key_id):
             if secret:
                 text = text.replace(secret, "***")
         return text
@@ -507,7 +511,7 @@ class CloudWatchSink(Sink):
         if isinstance(exc, bex.NoRegionError):
             return BatchRejectedError(
                 "no AWS region",
-                diagnostic="no AWS region: set aws_region (or AWS_REGION)",
+                diagnostic="no AWS region: set aws_region (or AWS_DEFAULT_REGION)",
             )
         if isinstance(exc, bex.ProfileNotFound):
             return BatchRejectedError(

@@ -37,6 +37,7 @@ from ..shipping.encoding import encode
 from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError, RetryableError
 from ..shipping.sink import Item, SendResult, Sink, SinkLimits
+from ..shipping.worker import quiet_sdk_loggers
 
 __all__ = [
     "MAX_ENTRY_BYTES",
@@ -382,6 +383,7 @@ class GcpSink(Sink):
         client = Client(  # type: ignore[no-untyped-call]
             project=project, credentials=credentials, _use_grpc=False, client_options=options
         )
+        quiet_sdk_loggers()  # before the first request (see shipping.worker)
         return client, project
 
     def _drop_client(self, close: bool) -> None:

@@ -9,13 +9,13 @@ so that stdout alone gives structured entries in Cloud Logging.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from typing import IO, Any
 from weakref import WeakSet
 
 from ..gcp_format import labels_of, severity_of, source_location_of, trace_fields_of
+from ..shipping import stdio
 from ..shipping.encoding import encode
 from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError
@@ -52,8 +52,11 @@ def to_gcp_structured(event: dict[str, Any]) -> dict[str, Any]:
 class JsonStreamSink(Sink):
     """Writes one JSON object per line to a stream, resolved at write time.
 
-    ``"stdout"``/``"stderr"`` are looked up on :mod:`sys` when a batch is written, so that
-    redirections made after the handler was built (test capture, Dagster's compute logs) apply.
+    ``"stdout"``/``"stderr"`` are looked up on :mod:`sys` when a batch is written, so that a
+    stream object installed after the handler was built (test capture, a host's own stream)
+    applies. A file descriptor redirected underneath the same ``sys.stdout`` (Dagster's
+    compute-log capture, mirrored to the real stdout by a ``tail`` that can be cut short) is
+    bypassed: lines go to the stdout the process had (see :mod:`..shipping.stdio`).
     """
 
     limits = SinkLimits(
@@ -69,6 +72,8 @@ class JsonStreamSink(Sink):
         self.format = format
         self.destination = stream if isinstance(stream, str) else "stream"
         self._write_lock = threading.Lock()
+        if isinstance(stream, str):
+            stdio.pin(stream)  # before a host redirects the descriptor (see shipping/stdio.py)
         _stream_sinks.add(self)
 
     def payload(self, item_event: dict[str, Any], text: str) -> Any:
@@ -76,56 +81,30 @@ class JsonStreamSink(Sink):
             return encode(to_gcp_structured(item_event))[0]
         return text
 
-    def _resolve(self) -> IO[str] | None:
+    def _resolve(self) -> tuple[IO[str] | None, int | None]:
         if isinstance(self.stream, str):
-            return getattr(sys, self.stream, None)
-        return self.stream
+            # See shipping/stdio.py: a descriptor redirected under sys.stdout (Dagster's
+            # compute-log capture) is bypassed in favour of the stdout the process had.
+            return stdio.resolve(self.stream)
+        return self.stream, None
 
     def send(self, items: Sequence[Item]) -> SendResult | None:
-        stream = self._resolve()
-        if stream is None:
-            raise BatchRejectedError(f"{self.destination} is not available")
-        try:
-            with self._write_lock:
-                _write_lines(stream, [item.payload for item in items])
-        except (ValueError, OSError) as exc:  # closed or broken stream
-            raise BatchRejectedError(
-                f"{self.destination} not writable: {exc}",
-                diagnostic=f"cannot write to {self.destination} ({exc}); spilling",
-            ) from exc
+        with self._write_lock:
+            stream, fd = self._resolve()
+            if stream is None:
+                raise BatchRejectedError(f"{self.destination} is not available")
+            try:
+                stdio.write_lines(stream, [item.payload for item in items], fd)
+            except (ValueError, OSError) as exc:  # closed or broken stream
+                raise BatchRejectedError(
+                    f"{self.destination} not writable: {exc}",
+                    diagnostic=f"cannot write to {self.destination} ({exc}); spilling",
+                ) from exc
         return None
 
 
-#: Linux's PIPE_BUF: a write of at most this many bytes to a pipe is never interleaved with
-#: another process's writes. Step processes of one run share stdout, so lines go out in chunks
-#: of whole lines no larger than this (a longer line goes alone).
-ATOMIC_WRITE = 4096
-
-
-def _write_lines(stream: IO[str], lines: list[str]) -> None:
-    stream.flush()
-    buffer = getattr(stream, "buffer", None)
-    chunk: list[bytes] = []
-    size = 0
-
-    def emit() -> None:
-        data = b"".join(chunk)
-        if buffer is not None:
-            buffer.write(data)
-            buffer.flush()
-        else:
-            stream.write(data.decode("utf-8"))
-            stream.flush()
-
-    for line in lines:
-        data = line.encode("utf-8", "replace") + b"\n"
-        if chunk and size + len(data) > ATOMIC_WRITE:
-            emit()
-            chunk, size = [], 0
-        chunk.append(data)
-        size += len(data)
-    if chunk:
-        emit()
+#: Kept for importers: see :data:`..shipping.stdio.ATOMIC_WRITE`.
+ATOMIC_WRITE = stdio.ATOMIC_WRITE
 
 
 # A fork in the middle of a write would leave the child's stdout buffer locked by a thread that

@@ -1,0 +1,109 @@
+"""Fixtures for the fault-injection suite: a moto server process and fake Cloud Logging servers
+on loopback, fault proxies in front of them, an environment that can never reach a real cloud,
+distinctive fake secrets that must never appear in any output, and the figures each test
+reports (written as JSON lines to $LOGSHIP_FAULT_FIGURES when it is set)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from dagster_logship.testing import FakeCloudLogging, moto_server
+
+HERE = Path(__file__).resolve().parent
+# Appended, not put first: Dagster drops sys.path[0] when it imports a job's module in a step
+# process. Spawned step processes inherit sys.path.
+if str(HERE) not in sys.path:
+    sys.path.append(str(HERE))
+
+from faults_proxy import FaultProxy  # noqa: E402
+from faults_support import SECRETS, scan_for_secrets  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def cloud_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake but distinctive AWS secrets in the environment (step processes inherit them), no
+    user AWS or Google configuration, no instance metadata: never a real cloud."""
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION",
+                "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "GOOGLE_CLOUD_QUOTA_PROJECT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", SECRETS["access_key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRETS["secret_key"])
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SECRETS["token"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-credentials.json"))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+
+
+@pytest.fixture
+def proxies() -> Iterator[Callable[..., FaultProxy]]:
+    """``make(upstream, protocol="aws")``: a fault proxy, closed after the test."""
+    made: list[FaultProxy] = []
+
+    def make(upstream: str | None, protocol: str = "aws") -> FaultProxy:
+        proxy = FaultProxy(upstream, protocol)
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        proxy.close()
+
+
+@pytest.fixture
+def gcp_server() -> Iterator[FakeCloudLogging]:
+    with FakeCloudLogging() as fake:
+        yield fake
+
+
+@pytest.fixture
+def no_secrets(capfd: pytest.CaptureFixture[str], tmp_path: Path) -> Iterator[Callable[..., None]]:
+    """``check(*texts)``: no fake secret in these texts nor in what was printed since the last
+    read of the capture (step processes print there too). When the test ends, what is left of
+    the capture and every file under the test's tmp_path (spill files...) are checked too."""
+
+    def check(*texts: str) -> None:
+        captured = capfd.readouterr()
+        scan_for_secrets([*texts, captured.out, captured.err], [])
+
+    yield check
+    captured = capfd.readouterr()
+    scan_for_secrets([captured.out, captured.err], [tmp_path])
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``report(**numbers)``: figures of this test, appended to $LOGSHIP_FAULT_FIGURES."""
+
+    def report(**numbers: Any) -> None:
+        path = os.environ.get("LOGSHIP_FAULT_FIGURES")
+        if path:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"test": request.node.nodeid, **numbers}) + "\n")
+
+    return report
+
+
+@pytest.fixture
+def ns() -> SimpleNamespace:
+    """The support module (conftest modules cannot be imported under importlib mode)."""
+    import faults_support
+
+    return SimpleNamespace(**{k: getattr(faults_support, k) for k in faults_support.__all__})

@@ -1,0 +1,141 @@
+"""Regression tests for what the fault-injection suite (integration_tests/faults) found in the
+shipping core, each reduced to a deterministic unit test."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+from support import MemorySink
+
+from dagster_logship.shipping import RetryableError, read_spill, snapshot
+
+
+def test_exit_waits_for_the_worker_to_finish_writing_a_batch_it_spills(make_handler, sink,
+                                                                       tmp_path):
+    """The batch stays visible to the exiting thread until its spill lines are written: a
+    process used to end with the batch neither delivered nor spilled."""
+    spill = tmp_path / "spill.jsonl"
+    handler, logger = make_handler(spill_path=str(spill), flush_interval=0.01,
+                                   retry_deadline=600)
+    worker = handler._worker
+    sink.on_send = lambda items: (_ for _ in ()).throw(RetryableError("down"))
+    real_write = worker.spill.write
+    writing = threading.Event()
+
+    def slow_write(events):
+        if threading.current_thread() is worker._thread:
+            writing.set()
+            threading.Event().wait(0.3)  # a slow disk, or an encoder starved of the GIL
+        return real_write(events)
+
+    worker.spill.write = slow_write
+    for i in range(10):
+        logger.info("r%d", i)
+    assert sink.in_send.wait(5)
+    # What shutdown_all does at process exit, with the worker caught writing its spill.
+    deadline = time.monotonic() + 0.05
+    target = worker.begin_exit(deadline)
+    assert writing.wait(10)
+    assert not worker.wait_done(target, deadline)
+    worker.abandon_now("process exiting")
+    # The process would end right here: every record must already be in the file, once.
+    assert sorted(e["message"] for e in read_spill(spill)) == sorted(f"r{i}" for i in range(10))
+    worker._abandon_at = None
+
+
+def test_a_record_put_as_the_worker_thread_stops_gets_a_thread(make_handler, sink):
+    """A put between the thread deciding to stop and it ending used to strand the record."""
+    handler, logger = make_handler()
+    worker = handler._worker
+    logger.info("first")
+    assert handler.flush(5)
+    real_take = worker._take
+    late = logging.LogRecord("t", logging.INFO, __file__, 1, "late", (), None)
+    injected: list[bool] = []
+
+    def take():
+        result = real_take()
+        if result[2] and not injected:  # this thread is about to end...
+            injected.append(True)
+            worker.put(snapshot(late))  # ...and another thread emits through the handler
+        return result
+
+    worker._take = take
+    worker.stop()
+    assert sink.wait_calls(2, timeout=5)  # delivered without anyone flushing
+    assert sink.messages() == ["first", "late"]
+
+
+def test_batches_after_throttling_are_paced_then_relax(make_handler, sink):
+    handler, logger = make_handler(retry_initial_backoff=0.01, retry_max_backoff=0.05)
+    worker = handler._worker
+    paces = []
+    for throttled in (2, 1, 3, 1, 0, 0, 0, 0, 0):
+        sink.script.extend([RetryableError("ThrottlingException")] * throttled)
+        logger.info("batch")
+        assert handler.flush(5)
+        paces.append(worker._pace)
+    assert paces[:4] == [0.01, 0.02, 0.04, 0.05]  # doubles after retried batches, capped
+    assert paces[4] < paces[3] and paces[-1] == 0.0  # halves after clean ones, back to none
+    assert handler.stats["delivered"] == 9
+
+
+def test_the_queue_bound_counts_the_memory_a_record_holds(make_handler):
+    """A small record holds about 1 KB (the LogRecord, its dict, the snapshot), not the ~300
+    bytes of its text that used to be counted: queue_max_bytes bounds real memory."""
+    blocked = MemorySink()
+    blocked.gate.clear()  # the first batch never finishes: everything else stays queued
+    handler, logger = make_handler(blocked, queue_max_bytes=20_000, overflow="drop_newest",
+                                   flush_interval=0.01, max_batch_size=1)
+    logger.info("first")
+    assert blocked.in_send.wait(5)
+    for i in range(100):
+        logger.info("record number %d of a short test", i)
+    stats = handler.stats
+    assert stats["enqueued"] <= 1 + 25  # 20,000 bytes / ~900 per record
+    assert stats["dropped"] >= 75
+    worker = handler._worker
+    assert 15_000 <= worker._queued_mem <= 20_000
+    blocked.gate.set()
+
+
+PIN_SCRIPT = """
+import io, logging, os, sys, tempfile
+from dagster_logship import JsonStreamHandler
+
+handler = JsonStreamHandler(stream="stdout", flush_interval=60)
+logger = logging.Logger("pin", logging.INFO)
+logger.addHandler(handler)
+fd, path = tempfile.mkstemp()
+saved = os.dup(1)
+sys.stdout.flush()
+os.dup2(fd, 1)  # what Dagster's compute-log capture does for the length of a step
+logger.warning("during an fd-level capture")
+assert handler.flush(5)
+print("printed during the capture")
+sys.stdout.flush()
+os.dup2(saved, 1)
+buffer, real = io.StringIO(), sys.stdout
+sys.stdout = buffer  # a Python-level replacement (pytest, contextlib.redirect_stdout): followed
+logger.warning("to the replacement")
+assert handler.flush(5)
+sys.stdout = real
+captured = open(path).read()
+print("capture file:", "fd-level" in captured, "printed" in captured)
+print("replacement:", "to the replacement" in buffer.getvalue())
+"""
+
+
+def test_a_descriptor_redirected_under_sys_stdout_is_bypassed():
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(PIN_SCRIPT)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any('"message":"during an fd-level capture"' in line for line in lines)
+    assert "capture file: False True" in lines  # our line went to the real stdout
+    assert "replacement: True" in lines
