@@ -167,3 +167,19 @@ def test_two_megabyte_message_reaches_a_sink_in_parts(make_handler):
     assert "".join(item.event["message"] for item in items) == big
     assert handler.stats["parts_split"] == len(items) - 1
     assert handler.stats["delivered"] == len(items)
+
+
+def test_timestamps_match_datetime_isoformat_to_the_microsecond():
+    import random
+    from datetime import datetime, timezone
+
+    from dagster_logship.shipping.encoding import _rfc3339
+
+    def reference(created: float) -> str:
+        iso = datetime.fromtimestamp(created, tz=timezone.utc).isoformat(timespec="microseconds")
+        return iso.replace("+00:00", "Z")
+
+    rng = random.Random(7)
+    samples = [rng.uniform(0, 4e9) for _ in range(20_000)]
+    samples += [0.0, -1.5, 1e9 + 0.9999995, 1e9 + 0.0000005, 1795252905.9999996, 1795252905.5]
+    assert [_rfc3339(c) for c in samples] == [reference(c) for c in samples]
