@@ -3,7 +3,6 @@ recorder of the PutLogEvents requests our client really makes."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import threading
@@ -80,7 +79,7 @@ def sink_of(handler: CloudWatchHandler) -> CloudWatchSink:
 
 
 class Requests:
-    """PutLogEvents requests as our client built them, recorded by botocore hooks on it.
+    """PutLogEvents requests as they went over the wire (bodies read on botocore's before-send).
 
     ``attempts`` holds every request made; ``calls`` only those the service accepted (a request
     answered ResourceNotFoundException, before the group or stream was created, is not one).
@@ -90,15 +89,19 @@ class Requests:
         self.attempts: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._last = threading.local()
 
-    def before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        copied = copy.deepcopy(params)
-        context["logship_test_params"] = copied
+    def before(self, request: Any, **_: Any) -> None:
+        # What goes over the wire: the body the sink wrote, as signed and sent.
+        body = request.body
+        params = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+        self._last.params = params
         with self._lock:
-            self.attempts.append(copied)
+            self.attempts.append(params)
 
-    def after(self, http_response: Any, context: dict[str, Any], **_: Any) -> None:
-        params = context.get("logship_test_params")
+    def after(self, http_response: Any, **_: Any) -> None:
+        params = getattr(self._last, "params", None)
+        self._last.params = None
         if params is not None and http_response.status_code < 300:
             with self._lock:
                 self.calls.append(params)
@@ -116,7 +119,7 @@ def cloudwatch_bytes(events: list[dict[str, Any]]) -> int:
 def record_requests(handler: CloudWatchHandler) -> Requests:
     recorder = Requests()
     events = sink_of(handler).client().meta.events
-    events.register("before-parameter-build.cloudwatch-logs.PutLogEvents", recorder.before)
+    events.register("before-send.cloudwatch-logs.PutLogEvents", recorder.before)
     events.register("after-call.cloudwatch-logs.PutLogEvents", recorder.after)
     return recorder
 

@@ -41,7 +41,7 @@ def test_rejection_index_math(info: dict[str, int], expected: list[str | None]) 
 
 
 def _item(message: str, created: float, seq: int) -> Item:
-    return Item(event={"message": message}, text=json.dumps({"message": message}),
+    return Item(text=json.dumps({"message": message}),
                 payload=None, size=0, timestamp=created, seq=seq)
 
 

@@ -346,7 +346,7 @@ def probe_item(sink: Any, message: str) -> Any:
     record.logship_check = True
     event = build_event(snapshot(record))
     text, size = encode(event)
-    return Item(event=event, text=text, payload=sink.payload(event, text), size=size,
+    return Item(text=text, payload=sink.payload(event, text), size=size,
                 timestamp=record.created)
 
 

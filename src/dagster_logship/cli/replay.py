@@ -243,7 +243,7 @@ def _units(sink: Any, record: _Record, oversize: str) -> list[_Unit]:
     parts = fit_event(record.event, text, size, sink.limits.max_event_bytes, oversize)
     units = []
     for event, part_text, part_size in parts:
-        item = Item(event=event, text=part_text, payload=sink.payload(event, part_text),
+        item = Item(text=part_text, payload=sink.payload(event, part_text),
                     size=part_size, timestamp=record.timestamp)
         # A record split here is done when each of its parts is: key the parts apart.
         key = record.key if len(parts) == 1 else f"{record.key}/part{event['part']['index']}"

@@ -1,8 +1,9 @@
 """From a ``LogRecord`` to the one event schema, and from the event to JSON that is always valid.
 
 Two halves with different budgets. :func:`snapshot` runs on the caller's thread inside ``emit``:
-it only fixes what could change later (the message merged with its args, the traceback text) and
-keeps a reference to the record. :func:`build_event` and :func:`encode` run on the worker thread.
+it copies what the event needs out of the record as plain values (the message merged with its
+args, the traceback text, Dagster's metadata, the extras) and keeps no reference to the record.
+:func:`build_event` and :func:`encode` run on the worker thread.
 Neither ever raises: whatever a record holds ends as valid JSON, and every transformation is
 documented in the README ("Event schema").
 """
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import traceback
 from datetime import datetime, timezone
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -58,35 +59,47 @@ _NOT_EXTRA = frozenset(RESERVED_ATTRS) | {
     "dagster_event_batch_metadata",
 }
 _MAX_DEPTH = 32
-#: Bytes a queued record holds besides its text and its attribute dict: the LogRecord object,
-#: the floats, args and strings it refers to, the snapshot and the queue slot, with allocator
-#: overhead (measured on CPython 3.11; see Snapshot.mem).
-_RECORD_MEMORY = 768
+#: Bytes a queued snapshot holds besides its text: the tuple, the float, the string objects and
+#: the queue entry, with allocator overhead; Dagster's metadata and each extra field add theirs
+#: (measured on CPython 3.11; tests/shipping/test_fault_regressions.py checks the sum).
+_SNAPSHOT_MEMORY = 512
+_META_MEMORY = 160
+_EXTRA_MEMORY = 96
+_META_KEYS = ("orig_message", "log_message_id", "run_id", "job_name", "step_key", "op_name")
 
 
-class Snapshot:
-    """What ``emit`` keeps of a record: the record itself plus the parts that could change later."""
-
-    __slots__ = ("exc_text", "mem", "message", "record", "seq", "size", "t_mono")
-
-    def __init__(self, record: logging.LogRecord, message: str, exc_text: str | None) -> None:
-        self.record = record
-        self.message = message
-        self.exc_text = exc_text
-        text = len(message) + (len(exc_text) if exc_text else 0)
-        # Batch accounting in characters: cheap, and close to the encoded event's UTF-8 bytes.
-        self.size = text + 256
-        # Memory held while queued, for queue_max_bytes. FIX (issue 6): the queue used to be
-        # bounded by ``size``, but a queued record holds the LogRecord and its attribute dict
-        # too: measured at ~1,030 bytes for a 50 character message against 306 counted, so a
-        # full queue took 3.4 times queue_max_bytes. The dict's own size is O(1) to read.
-        try:
-            attributes = sys.getsizeof(record.__dict__)
-        except Exception:
-            attributes = 512
-        self.mem = text + attributes + _RECORD_MEMORY
-        self.seq = 0
-        self.t_mono = 0.0
+#: What ``emit`` keeps of a record: plain values, fixed at the time of the call, in one flat
+#: tuple indexed by the constants below.
+#:
+#: Not the ``LogRecord``: a queue of records is several objects per record (the record, its
+#: attribute dict, Dagster's metadata dict) that CPython's garbage collector walks on every pass,
+#: and under a backlog they live long enough to reach the oldest generation, whose collections
+#: walk the whole heap: ~6 us per record (benchmarks/). The collector stops tracking a tuple that
+#: holds only strings, numbers and untracked tuples, but only an exact tuple (not a NamedTuple)
+#: and one nesting level per collection, hence one flat tuple. Extras are copied (one level)
+#: here, so a dict the caller changes after the call is shipped as it was.
+Snapshot = tuple[Any, ...]
+#: ``record.created``, ``levelname``, ``name``, ``process``
+CREATED, LEVEL, LOGGER, PID = 0, 1, 2, 3
+#: the message merged with its args; the traceback and stack text
+MESSAGE, EXC_TEXT = 4, 5
+#: type name and text of ``exc_info``'s exception, or None
+EXC_TYPE, EXC_MESSAGE = 6, 7
+#: True when the record carries Dagster's metadata; then the values of _META_KEYS, job_tags (as
+#: pairs) and the DagsterEvent follow
+HAS_META = 8
+META_VALUES = slice(9, 15)
+JOB_TAGS, DAGSTER_EVENT = 15, 16
+#: file, line and function of a record not made by Dagster
+SOURCE_FILE, SOURCE_LINE, SOURCE_FUNCTION = 17, 18, 19
+#: user ``extra=`` fields as (name, value) pairs in the record's order, or None
+EXTRAS = 20
+#: batch accounting in characters (close to the encoded event's UTF-8 bytes)
+SIZE = 21
+#: memory held while queued, for queue_max_bytes
+MEM = 22
+#: added by the worker's queue (Worker.put): sequence number, time enqueued (monotonic)
+SEQ, T_MONO = 23, 24
 
 
 def _message_of(record: logging.LogRecord) -> str:
@@ -105,26 +118,83 @@ def _message_of(record: logging.LogRecord) -> str:
         return "<unprintable log message>"
 
 
+# The job_tags last seen, with a copy and their pairs: Dagster passes the run's one tags mapping
+# with every record, so its pairs are made once and shared (an old shared tuple costs the
+# collector nothing). The copy catches a mapping changed in place. One tuple: swapped whole.
+_last_tags: tuple[Any, dict[Any, Any], tuple[Any, ...]] = (None, {}, ())
+
+
+def _tags_of(tags: Any) -> tuple[Any, ...] | None:
+    global _last_tags
+    if not tags:
+        return None
+    obj, copy, pairs = _last_tags
+    try:
+        if tags is obj and tags == copy:
+            return pairs
+        copy = dict(tags)
+        pairs = tuple(copy.items())
+    except Exception:
+        return (("job_tags", _safe_str(tags)),)
+    _last_tags = (tags, copy, pairs)
+    return pairs
+
+
 def snapshot(record: logging.LogRecord) -> Snapshot:
-    """Fix the parts of ``record`` that may change after ``emit`` returns. Never raises."""
-    meta = record.__dict__.get(_DAGSTER_META)
-    if meta is not None and isinstance(meta, dict):
-        message = meta.get("orig_message")
-        if not isinstance(message, str):
-            message = _message_of(record)
-    else:
-        message = _message_of(record)
-    exc_text = None
-    if record.exc_info:
+    """Fix what ``record`` says at the time of the call, as plain values. Never raises."""
+    attributes = record.__dict__
+    raw_meta = attributes.get(_DAGSTER_META)
+    exc_text = exc_type = exc_message = None
+    exc_info = record.exc_info
+    if exc_info:
         try:
-            exc_text = "".join(traceback.format_exception(*record.exc_info))
+            exc_text = "".join(traceback.format_exception(*exc_info))
         except Exception as exc:
             exc_text = f"<traceback could not be formatted: {exc!r}>"
+        if exc_info[0] is not None:
+            exc_type = getattr(exc_info[0], "__name__", None) or _safe_str(exc_info[0])
+            exc_message = _safe_str(exc_info[1])
     elif record.exc_text:
         exc_text = record.exc_text
     if record.stack_info:
         exc_text = (exc_text + "\n" if exc_text else "") + record.stack_info
-    return Snapshot(record, message, exc_text)
+    extras = None
+    extras_mem = 0
+    try:
+        if not attributes.keys() <= _NOT_EXTRA:  # checked in C; the usual case has no extras
+            extras = tuple(
+                [
+                    (key, value)
+                    for key, value in attributes.items()
+                    if key not in _NOT_EXTRA and not key.startswith("_")
+                ]
+            )
+            extras_mem = _EXTRA_MEMORY * len(extras)
+    except Exception:  # a record with a hostile __dict__
+        extras = None
+    if raw_meta is not None and isinstance(raw_meta, dict):
+        get = raw_meta.get
+        message = get("orig_message")
+        if not isinstance(message, str):
+            message = _message_of(record)
+        text = len(message) + (len(exc_text) if exc_text else 0)
+        return (
+            record.created, record.levelname, record.name, record.process, message, exc_text,
+            exc_type, exc_message,
+            True, get("orig_message"), get("log_message_id"), get("run_id"), get("job_name"),
+            get("step_key"), get("op_name"), _tags_of(get("job_tags")), get("dagster_event"),
+            None, None, None,
+            extras, text + 256, text + _SNAPSHOT_MEMORY + _META_MEMORY + extras_mem,
+        )  # fmt: skip
+    message = _message_of(record)
+    text = len(message) + (len(exc_text) if exc_text else 0)
+    return (
+        record.created, record.levelname, record.name, record.process, message, exc_text,
+        exc_type, exc_message,
+        False, None, None, None, None, None, None, None, None,
+        record.pathname, record.lineno, record.funcName,
+        extras, text + 256, text + _SNAPSHOT_MEMORY + extras_mem,
+    )  # fmt: skip
 
 
 _second_prefix: tuple[int, str] = (-1, "")
@@ -162,20 +232,12 @@ def _safe_str(obj: Any) -> str:
             return f"<unprintable {type(obj).__name__}>"
 
 
-def _exception_of(snap: Snapshot, meta: dict[str, Any] | None) -> dict[str, Any] | None:
-    record = snap.record
-    if record.exc_info and record.exc_info[0] is not None:
-        etype, evalue = record.exc_info[0], record.exc_info[1]
-        return {
-            "type": getattr(etype, "__name__", _safe_str(etype)),
-            "message": _safe_str(evalue),
-            "traceback": snap.exc_text,
-        }
-    if meta is not None:
+def _exception_of(snap: Snapshot, dagster_event: Any) -> dict[str, Any] | None:
+    if snap[EXC_TYPE] is not None:
+        return {"type": snap[EXC_TYPE], "message": snap[EXC_MESSAGE], "traceback": snap[EXC_TEXT]}
+    if dagster_event is not None:
         # Dagster reports step failures as events carrying a SerializableErrorInfo.
-        error = getattr(
-            getattr(meta.get("dagster_event"), "event_specific_data", None), "error", None
-        )
+        error = getattr(getattr(dagster_event, "event_specific_data", None), "error", None)
         if error is not None and hasattr(error, "message"):
             try:
                 return {
@@ -185,22 +247,18 @@ def _exception_of(snap: Snapshot, meta: dict[str, Any] | None) -> dict[str, Any]
                 }
             except Exception:
                 return {"type": None, "message": _safe_str(error), "traceback": None}
-    if snap.exc_text:
-        return {"type": None, "message": None, "traceback": snap.exc_text}
+    if snap[EXC_TEXT]:
+        return {"type": None, "message": None, "traceback": snap[EXC_TEXT]}
     return None
 
 
 def build_event(snap: Snapshot) -> dict[str, Any]:
     """The schema event of a snapshot (DESIGN.md §4). Runs on the worker; never raises."""
-    record = snap.record
-    meta = record.__dict__.get(_DAGSTER_META)
-    if not isinstance(meta, dict):
-        meta = None
     event: dict[str, Any] = {
-        "timestamp": _rfc3339(record.created),
-        "level": record.levelname,
-        "message": snap.message,
-        "logger": record.name,
+        "timestamp": _rfc3339(snap[CREATED]),
+        "level": snap[LEVEL],
+        "message": snap[MESSAGE],
+        "logger": snap[LOGGER],
         "orig_message": None,
         "log_message_id": None,
         "run_id": None,
@@ -208,16 +266,16 @@ def build_event(snap: Snapshot) -> dict[str, Any]:
         "step_key": None,
         "op_name": None,
         "event_type": None,
-        "pid": record.process,
+        "pid": snap[PID],
         "job_tags": None,
     }
-    if meta is not None:
-        for key in ("orig_message", "log_message_id", "run_id", "job_name", "step_key", "op_name"):
-            value = meta.get(key)
+    dagster_event = None
+    if snap[HAS_META]:
+        for key, value in zip(_META_KEYS, snap[META_VALUES], strict=True):
             event[key] = value if value is None or isinstance(value, str) else _safe_str(value)
-        tags = meta.get("job_tags")
+        tags = snap[JOB_TAGS]
         event["job_tags"] = dict(tags) if tags else None
-        dagster_event = meta.get("dagster_event")
+        dagster_event = snap[DAGSTER_EVENT]
         if dagster_event is not None:
             # The enum's name (RUN_SUCCESS), not its legacy value (PIPELINE_SUCCESS).
             kind = getattr(dagster_event, "event_type", None)
@@ -227,20 +285,19 @@ def build_event(snap: Snapshot) -> dict[str, Any]:
             pid = getattr(dagster_event, "pid", None)
             if isinstance(pid, int):
                 event["pid"] = pid
-    exception = _exception_of(snap, meta)
+    exception = _exception_of(snap, dagster_event)
     if exception is not None:
         event["exception"] = exception
-    if meta is None:
-        # Dagster re-logs records from its own code, so their location would be Dagster's.
+    if not snap[HAS_META]:
+        # Only for records not from Dagster: it re-logs records from its own code, so their
+        # location would be Dagster's.
         event["source"] = {
-            "file": record.pathname,
-            "line": record.lineno,
-            "function": record.funcName,
+            "file": snap[SOURCE_FILE],
+            "line": snap[SOURCE_LINE],
+            "function": snap[SOURCE_FUNCTION],
         }
-    try:
-        for key, value in record.__dict__.items():
-            if key in _NOT_EXTRA or key.startswith("_"):
-                continue
+    if snap[EXTRAS]:
+        for key, value in snap[EXTRAS]:
             name = key if key not in event else f"extra_{key}"
             if isinstance(value, (dict, list, tuple)) and _deeper_than(value, _MAX_DEPTH - 1):
                 # FIX (issue 6, bad-input corpus): the depth cap used to apply only when
@@ -248,8 +305,6 @@ def build_event(snap: Snapshot) -> dict[str, Any]:
                 # parser refuses a whole request nested that deep (protobuf's limit is 100).
                 value = _sanitize(value, 1, set())
             event[name] = value
-    except Exception:  # a record with a hostile __dict__
-        pass
     return event
 
 
@@ -334,8 +389,21 @@ def _sanitize(obj: Any, depth: int, path: set[int]) -> Any:
 _FAST_ENCODER = _Encoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def _dumps(obj: Any) -> str:
-    return _FAST_ENCODER.encode(obj)
+if c_make_encoder is not None:
+    # JSONEncoder.encode builds this C encoder again for every call, a third of the cost of
+    # encoding an event. Without a markers dict it does not look for cycles itself: a cycle
+    # ends in RecursionError, and encode() then takes the _sanitize path, which marks it.
+    _C_ENCODE: Any = c_make_encoder(
+        None, _FAST_ENCODER.default, encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def _dumps(obj: Any) -> str:
+        return "".join(_C_ENCODE(obj, 0))
+
+else:  # pragma: no cover - Pythons without the C accelerator
+
+    def _dumps(obj: Any) -> str:
+        return _FAST_ENCODER.encode(obj)
 
 
 def encode(event: dict[str, Any]) -> tuple[str, int]:

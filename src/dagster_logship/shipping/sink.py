@@ -7,9 +7,10 @@ queues, threads or retries; the worker knows batching and retries and nothing ab
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Item", "SendResult", "Sink", "SinkLimits"]
 
@@ -31,16 +32,28 @@ class SinkLimits:
     max_span_seconds: float | None = None
 
 
-@dataclass(slots=True)
-class Item:
-    """One event ready to send: its schema dict (kept for spilling) and the sink's payload."""
+class Item(NamedTuple):
+    """One event ready to send: its encoded text, the sink's payload, and what batching needs.
 
-    event: dict[str, Any]
+    Plain values, not the event dict: a busy worker holds thousands of items, each a dict of
+    dicts that CPython's garbage collector walked on every pass (benchmarks/). The event is read
+    back from the text when it is needed (spilling).
+    """
+
     text: str
     payload: Any
     size: int
     timestamp: float
     seq: int = 0
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The schema event as encoded (what was, or would have been, sent)."""
+        try:
+            event = json.loads(self.text)
+        except ValueError:
+            return {"message": self.text}
+        return event if isinstance(event, dict) else {"message": event}
 
 
 @dataclass
