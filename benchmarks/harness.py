@@ -80,9 +80,25 @@ def _settings(mode: dict[str, dict[str, Any]], section: str, case: str) -> dict[
     return base
 
 
-def _start_server(script: str, log: Path) -> tuple[subprocess.Popen[str], str]:
+def placement(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """CPUs for (servers, measured clients): the last CPU for the loopback servers, the others
+    for the client being measured, so that a server parsing a request does not take CPU time
+    from the client measured (in production the service runs elsewhere). None: not pinned
+    (``--no-pin``, fewer than 2 CPUs, or no ``sched_setaffinity`` on this OS)."""
+    if not pin or not hasattr(os, "sched_setaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def _start_server(script: str, log: Path,
+                  cpus: set[int] | None = None) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, str(HERE / script)], stdout=subprocess.PIPE,
                             stderr=open(log, "w"), text=True)  # noqa: SIM115
+    if cpus:
+        os.sched_setaffinity(proc.pid, cpus)  # its threads start later: they inherit it
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     if not url.startswith("http"):
@@ -140,9 +156,10 @@ def machine() -> dict[str, Any]:
 
 
 def run_one(section: str, case: str, settings: dict[str, Any], urls: dict[str, str],
-            name: str, logs: Path, tmp: str) -> dict[str, Any]:
+            name: str, logs: Path, tmp: str, cpus: set[int] | None = None) -> dict[str, Any]:
     out = Path(tmp) / f"{name}.json"
     cmd = [sys.executable, str(HERE / "measure.py"), section, case, "--out", str(out),
+           *([f"--cpus={','.join(map(str, sorted(cpus)))}"] if cpus else []),
            "--name", name, "--n", str(settings["n"]), "--budget", str(settings["budget"]),
            "--reps", str(settings.get("reps", 1)), "--tmp", tmp,
            "--ack-timeout", str(max(30.0, settings["budget"])),
@@ -188,6 +205,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="results directory")
     parser.add_argument("--render", metavar="DIR", default=None,
                         help="only write RESULTS.md and chart.png again from DIR/results.json")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin servers to the last CPU and clients to the others")
     parser.add_argument("--jobs", type=int, default=None,
                         help="measurements run at once (default: 1; 3 with --quick, whose "
                              "numbers only show that the harness works)")
@@ -206,17 +225,20 @@ def main() -> None:
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     started = time.time()
+    server_cpus, client_cpus = placement(not args.no_pin)
     results: dict[str, Any] = {
         "mode": "quick" if args.quick else "full", "machine": machine(),
+        "placement": {"servers": sorted(server_cpus) if server_cpus else None,
+                      "clients": sorted(client_cpus) if client_cpus else None},
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "settings": {s: mode[s] for s in sections}, "jobs": jobs, "sections": {},
     }
     print(f"benchmarks ({results['mode']}): {', '.join(sections)} -> {out}", flush=True)
     tag = time.strftime("%H%M%S")
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="logship-bench-") as tmp:
-        stub, stub_url = _start_server("stub.py", logs / "stub.stderr.txt")
+        stub, stub_url = _start_server("stub.py", logs / "stub.stderr.txt", server_cpus)
         stack.callback(_stop, stub)
-        gcp, gcp_url = _start_server("fake_gcp.py", logs / "fake_gcp.stderr.txt")
+        gcp, gcp_url = _start_server("fake_gcp.py", logs / "fake_gcp.stderr.txt", server_cpus)
         stack.callback(_stop, gcp)
         urls = {"stub": stub_url, "gcp": gcp_url, "moto": ""}
         if "moto" in sections:
@@ -235,7 +257,7 @@ def main() -> None:
                 rnd, case = item
                 t0 = time.monotonic()
                 result = run_one(section, case, _settings(mode, section, case), urls,
-                                 f"{tag}-{section}-{case}-{rnd}", logs, tmp)
+                                 f"{tag}-{section}-{case}-{rnd}", logs, tmp, client_cpus)
                 print(f"  {case:<13} round {rnd + 1}/{rounds}: "
                       f"{report.brief(section, result)} ({time.monotonic() - t0:.1f} s)",
                       flush=True)

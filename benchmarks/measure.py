@@ -397,7 +397,10 @@ def main() -> None:
                         default=[1, 4, 16])
     parser.add_argument("--tmp", default=None)
     parser.add_argument("--warmup", type=int, default=1, help="Dagster runs not counted")
+    parser.add_argument("--cpus", default="", help="pin this process to these CPUs (a,b,...)")
     args = parser.parse_args()
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     urls = {"stub": args.stub, "gcp": args.gcp, "moto": args.moto}
     for key, value in cases.CREDENTIALS.items():  # fake keys for the loopback endpoints
         os.environ.setdefault(key, value)

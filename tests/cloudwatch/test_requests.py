@@ -186,3 +186,54 @@ def test_timestamps_are_record_times_in_milliseconds(
     (event,) = requests.batches()[0]
     assert event["timestamp"] == int(created * 1000)
     assert "sequenceToken" not in requests.calls[0]  # ignored by the service since 2023
+
+
+def test_our_request_body_is_the_json_botocore_would_send(logs: Any, make_handler: Any,
+                                                          cw: Any) -> None:
+    """The PutLogEvents body the sink writes itself (instead of botocore's serializer) parses
+    to exactly what botocore's own serializer makes of the same events, ASCII-escaped alike."""
+    from botocore.serialize import create_serializer
+
+    handler, logger = make_handler()
+    logger.info("warm up")  # builds the sink's client
+    assert handler.flush(10)
+    sink = cw.sink_of(handler)
+    client = sink.client()
+    texts = ['{"message":"plain"}', 'quote " backslash \\ tab \t newline \n nul \x00',
+             "é € 😀 中文", "\u2028\u2029 and \x7f", "x" * 5_000]
+    events = [(1_700_000_000_000 + i, text) for i, text in enumerate(texts)]
+    ours = sink._request_body(events)
+    operation = client.meta.service_model.operation_model("PutLogEvents")
+    theirs = create_serializer("json").serialize_to_request(
+        {"logGroupName": sink.log_group_name, "logStreamName": sink.log_stream_name,
+         "logEvents": [{"timestamp": t, "message": m} for t, m in events]},
+        operation,
+    )["body"]
+    assert ours.isascii() and theirs.isascii()
+    assert json.loads(ours) == json.loads(theirs)
+
+
+def test_if_botocore_skips_our_hook_events_go_through_its_serializer(
+    logs: Any, make_handler: Any, cw: Any, capfd: Any
+) -> None:
+    """Should botocore ever stop calling the before-call hook, the request that went out held
+    no events: the same events are sent again through botocore's serializer (once each, in
+    order), from then on, with one diagnostic line."""
+    handler, logger = make_handler()
+    logger.info("first, through our body")
+    assert handler.flush(10)
+    sink = cw.sink_of(handler)
+    sink.client().meta.events.unregister("before-call.*.*", sink._use_prepared_body)
+    for i in range(3):
+        logger.info("after the hook is gone %d", i)
+    assert handler.flush(10)
+    logger.info("and later")
+    assert handler.flush(10)
+
+    stored = read_raw_events(handler.log_group_name, handler.log_stream_name, client=logs)
+    messages = [json.loads(event["message"])["message"] for event in stored]
+    assert messages == ["first, through our body"] + [
+        f"after the hook is gone {i}" for i in range(3)] + ["and later"]
+    assert sink._own_body is False
+    assert capfd.readouterr().err.count("did not take the prepared PutLogEvents body") == 1
+    assert handler.stats["delivered"] == 5
