@@ -354,8 +354,17 @@ def _dagster(sec: dict[str, Any], settings: dict[str, Any]) -> list[str]:
             continue
         ratio = f"{r['seconds'] / null['seconds']:.3f}{X}" if null and "error" not in null else ""
         counted = f"{r['delivered_min']:,}" if r.get("counted") else "—"
-        out.append(f"| {names.get(case, case)} | {r['seconds']:.3f} s | {ratio} | "
+        mark = " ¹" if r.get("errors") else ""
+        out.append(f"| {names.get(case, case)}{mark} | {r['seconds']:.3f} s | {ratio} | "
                    f"{r['delivered_seconds']:.3f} s | {counted} |")
+    failed = [(case, r["errors"]) for case, r in sec.items() if r.get("errors")]
+    if failed:
+        out += [""] + [
+            f"¹ {names.get(case, case)}: {len(errors)} of its measuring processes ended with an "
+            f"error ({', '.join(errors)}); the figures are those of the others. Their stderr "
+            "is kept in `results/logs/` (not committed)."
+            for case, errors in failed
+        ]
     return out
 
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support import offline_cloud_env
 
 from dagster_logship.testing import FakeCloudLogging, moto_server
 
@@ -37,19 +38,8 @@ def moto_endpoint() -> Iterator[str]:
 def cloud_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake but distinctive AWS secrets in the environment (step processes inherit them), no
     user AWS or Google configuration, no instance metadata: never a real cloud."""
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION",
-                "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-                "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "GOOGLE_CLOUD_QUOTA_PROJECT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", SECRETS["access_key"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRETS["secret_key"])
-    monkeypatch.setenv("AWS_SESSION_TOKEN", SECRETS["token"])
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-credentials.json"))
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    offline_cloud_env(monkeypatch, tmp_path, access_key=SECRETS["access_key"],
+                      secret_key=SECRETS["secret_key"], session_token=SECRETS["token"])
 
 
 @pytest.fixture
