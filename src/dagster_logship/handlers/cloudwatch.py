@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from ..shipping.handler import ShippingHandler
 from ..shipping.options import ConfigError, ShippingOptions
+from ..shipping.remote import SinkSpec
 from ..sinks.cloudwatch import (
     INSTALL_HINT,
     CloudWatchSink,
@@ -219,7 +220,9 @@ class CloudWatchHandler(ShippingHandler):
         def factory() -> CloudWatchSink:
             return CloudWatchSink(group, stream, **sink_kwargs)
 
-        super().__init__(factory, key, options, level)
+        spec = SinkSpec("dagster_logship.sinks.cloudwatch", "CloudWatchSink", (group, stream),
+                        sink_kwargs)
+        super().__init__(factory, key, options, level, sink_spec=spec)
 
     @property
     def console_url(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..shipping.handler import ShippingHandler
 from ..shipping.options import ShippingOptions
+from ..shipping.remote import SinkSpec
 from ..sinks.gcp import GcpSink, GcpTarget, require_sdk
 
 __all__ = ["GcpHandler"]
@@ -50,4 +51,7 @@ class GcpHandler(ShippingHandler):
         )
         require_sdk()
         self.target = target
-        super().__init__(lambda: GcpSink(target), ("gcp", target), options, level)
+        spec = SinkSpec("dagster_logship.sinks.gcp", "GcpSink", (target,))
+        super().__init__(
+            lambda: GcpSink(target), ("gcp", target), options, level, sink_spec=spec
+        )

@@ -21,10 +21,12 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonEncoder
 
 __all__ = [
+    "FACTS",
     "SCHEMA_FIELDS",
     "Snapshot",
     "build_event",
     "encode",
+    "event_facts",
     "fit_event",
     "snapshot",
 ]
@@ -58,6 +60,10 @@ _NOT_EXTRA = frozenset(RESERVED_ATTRS) | {
     "dagster_event",
     "dagster_event_batch_metadata",
 }
+#: Keys of a fresh record's ``__dict__``, and with Dagster's metadata. ``makeRecord`` refuses an
+#: extra that would replace a key, so a record with no more keys than these has no extras; one
+#: with more (extras, or a formatter's ``message``/``asctime``) is checked key by key.
+_PLAIN_KEYS = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
 _MAX_DEPTH = 32
 #: Bytes a queued snapshot holds besides its text: the tuple, the float, the string objects and
 #: the queue entry, with allocator overhead; Dagster's metadata and each extra field add theirs
@@ -161,7 +167,8 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
     extras = None
     extras_mem = 0
     try:
-        if not attributes.keys() <= _NOT_EXTRA:  # checked in C; the usual case has no extras
+        n_keys = len(attributes)
+        if n_keys > _PLAIN_KEYS + (raw_meta is not None) and not attributes.keys() <= _NOT_EXTRA:
             extras = tuple(
                 [
                     (key, value)
@@ -232,21 +239,43 @@ def _safe_str(obj: Any) -> str:
             return f"<unprintable {type(obj).__name__}>"
 
 
-def _exception_of(snap: Snapshot, dagster_event: Any) -> dict[str, Any] | None:
+#: First element of the plain form of a DagsterEvent (see :func:`event_facts`).
+FACTS = "dagster-logship:event-facts"
+
+
+def event_facts(dagster_event: Any) -> tuple[str, str | None, int | None, Any]:
+    """What the schema takes from a DagsterEvent, as plain values: (FACTS, event type, pid,
+    exception dict or None). Lets a snapshot cross into another process without the object
+    (``shipper: process``); a tuple already in this form is returned as it is."""
+    if type(dagster_event) is tuple and dagster_event and dagster_event[0] == FACTS:
+        return dagster_event
+    # The enum's name (RUN_SUCCESS), not its legacy value (PIPELINE_SUCCESS).
+    kind = getattr(dagster_event, "event_type", None)
+    event_type = getattr(kind, "name", None) or getattr(dagster_event, "event_type_value", None)
+    if event_type is not None and not isinstance(event_type, str):
+        event_type = _safe_str(event_type)
+    pid = getattr(dagster_event, "pid", None)
+    exception = None
+    # Dagster reports step failures as events carrying a SerializableErrorInfo.
+    error = getattr(getattr(dagster_event, "event_specific_data", None), "error", None)
+    if error is not None and hasattr(error, "message"):
+        try:
+            cls_name = getattr(error, "cls_name", None)
+            exception = {
+                "type": cls_name if cls_name is None else _safe_str(cls_name),
+                "message": _safe_str(error.message).rstrip("\n"),
+                "traceback": error.to_string() if hasattr(error, "to_string") else None,
+            }
+        except Exception:
+            exception = {"type": None, "message": _safe_str(error), "traceback": None}
+    return (FACTS, event_type, pid if isinstance(pid, int) else None, exception)
+
+
+def _exception_of(snap: Snapshot, from_event: dict[str, Any] | None) -> dict[str, Any] | None:
     if snap[EXC_TYPE] is not None:
         return {"type": snap[EXC_TYPE], "message": snap[EXC_MESSAGE], "traceback": snap[EXC_TEXT]}
-    if dagster_event is not None:
-        # Dagster reports step failures as events carrying a SerializableErrorInfo.
-        error = getattr(getattr(dagster_event, "event_specific_data", None), "error", None)
-        if error is not None and hasattr(error, "message"):
-            try:
-                return {
-                    "type": getattr(error, "cls_name", None),
-                    "message": _safe_str(error.message).rstrip("\n"),
-                    "traceback": error.to_string() if hasattr(error, "to_string") else None,
-                }
-            except Exception:
-                return {"type": None, "message": _safe_str(error), "traceback": None}
+    if from_event is not None:
+        return from_event
     if snap[EXC_TEXT]:
         return {"type": None, "message": None, "traceback": snap[EXC_TEXT]}
     return None
@@ -269,23 +298,17 @@ def build_event(snap: Snapshot) -> dict[str, Any]:
         "pid": snap[PID],
         "job_tags": None,
     }
-    dagster_event = None
+    from_event = None
     if snap[HAS_META]:
         for key, value in zip(_META_KEYS, snap[META_VALUES], strict=True):
             event[key] = value if value is None or isinstance(value, str) else _safe_str(value)
         tags = snap[JOB_TAGS]
         event["job_tags"] = dict(tags) if tags else None
-        dagster_event = snap[DAGSTER_EVENT]
-        if dagster_event is not None:
-            # The enum's name (RUN_SUCCESS), not its legacy value (PIPELINE_SUCCESS).
-            kind = getattr(dagster_event, "event_type", None)
-            event["event_type"] = getattr(kind, "name", None) or getattr(
-                dagster_event, "event_type_value", None
-            )
-            pid = getattr(dagster_event, "pid", None)
-            if isinstance(pid, int):
+        if snap[DAGSTER_EVENT] is not None:
+            _, event["event_type"], pid, from_event = event_facts(snap[DAGSTER_EVENT])
+            if pid is not None:
                 event["pid"] = pid
-    exception = _exception_of(snap, dagster_event)
+    exception = _exception_of(snap, from_event)
     if exception is not None:
         event["exception"] = exception
     if not snap[HAS_META]:

@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 _IDLE_TICK = 1.0
+_monotonic = time.monotonic
 #: The worker encodes queued records once this many are waiting (or a batch's bytes, or on
 #: flush or age); see Worker._take.
 _ENCODE_AT = 256
@@ -131,6 +132,8 @@ class Worker:
             options.max_batch_bytes or limits.max_batch_bytes, limits.max_batch_bytes
         )
         self._encode_at = min(_ENCODE_AT, self.batch_events)
+        self._max_records = options.queue_max_records
+        self._max_mem = options.queue_max_bytes
         self.spill = Spill(options.spill_path, sink.destination)
         self._policy = RetryPolicy(
             initial_backoff=options.retry_initial_backoff,
@@ -191,25 +194,24 @@ class Worker:
     # -- caller side ---------------------------------------------------------------------------
 
     def put(self, snap: Snapshot) -> None:
-        """Enqueue one record. Called from ``emit``: no I/O, never raises into the caller."""
-        if self._pid != os.getpid():  # a fork that bypassed os.register_at_fork
-            self.after_fork()
+        """Enqueue one record. Called from ``emit``: no I/O, never raises into the caller.
+
+        The hot path of every log call, hence terse: bounds read from attributes set once, no
+        pid check (``os.register_at_fork`` resets a forked child, see _after_fork_in_child)."""
         start_inline = False
         with self._lock:
             queue = self._queue
+            mem = snap[MEM]
             if (
-                (
-                    len(queue) >= self.options.queue_max_records
-                    or self._queued_mem + snap[MEM] > self.options.queue_max_bytes
-                )
+                (len(queue) >= self._max_records or self._queued_mem + mem > self._max_mem)
                 and queue
                 and not self._make_room_locked(snap)
             ):
                 return
-            self._seq += 1
-            queue.append((*snap, self._seq, time.monotonic()))
+            seq = self._seq = self._seq + 1
+            queue.append((*snap, seq, _monotonic()))
             self._queued_bytes += snap[SIZE]
-            self._queued_mem += snap[MEM]
+            self._queued_mem += mem
             self.stats.enqueued += 1
             if self._thread is None and not self._start_locked():
                 start_inline = True

@@ -1,0 +1,105 @@
+"""``shipper: process`` pieces that need no cloud: what crosses the pipe, and JSON lines written
+by the helper to this process's stdout."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+import logging
+import marshal
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from dagster_logship.shipping import ConfigError, ShippingOptions, build_event, encode, snapshot
+from dagster_logship.shipping.remote import SinkSpec, plain_snapshot
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "opaque!"
+
+
+def _record(**extra: Any) -> logging.LogRecord:
+    record = logging.LogRecord("app", logging.ERROR, "/x.py", 3, "hello %s", ("you",), None)
+    record.__dict__.update(extra)
+    return record
+
+
+def _failure_event() -> Any:
+    """What build_event reads of a DagsterEvent for a failed step (duck-typed here; real runs
+    with shipper: process are in integration_tests/)."""
+    error = SimpleNamespace(message="boom\n", cls_name="ValueError",
+                            to_string=lambda: "Traceback...\nValueError: boom\n")
+    return SimpleNamespace(event_type=SimpleNamespace(name="STEP_FAILURE"), pid=4242,
+                           event_specific_data=SimpleNamespace(error=error))
+
+
+META = {"orig_message": "m", "log_message_id": "id", "run_id": "r", "job_name": "j",
+        "step_key": "s", "op_name": "o", "job_tags": {"team": "data", "n": 3}}
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        _record(),
+        _record(when=datetime.datetime(2026, 1, 2, 3, 4, 5), color=Color.RED, obj=Opaque(),
+                data={"a": [1, 2, {"b": b"\xff"}]}, nan=float("nan"), s={3}),
+        _record(dagster_meta={**META, "dagster_event": _failure_event()}),
+        _record(dagster_meta={**META, "dagster_event": None, "job_name": Opaque()}),
+    ],
+    ids=["plain", "odd-extras", "dagster-failure", "odd-meta"],
+)
+def test_the_helper_encodes_the_same_event_as_this_process(record: logging.LogRecord) -> None:
+    snap = snapshot(record)
+    try:
+        crossed = marshal.loads(marshal.dumps(snap))  # plain already: sent as it is
+    except ValueError:
+        crossed = marshal.loads(marshal.dumps(plain_snapshot(snap)))
+    here, there = build_event(snap), build_event(crossed)
+    assert encode(there) == encode(here)  # the very text that is sent
+    if "dagster_meta" in record.__dict__ and record.dagster_meta["dagster_event"] is not None:
+        assert there["event_type"] == "STEP_FAILURE" and there["pid"] == 4242
+        assert there["exception"]["type"] == "ValueError"
+
+
+def test_shipper_option_is_checked() -> None:
+    with pytest.raises(ConfigError, match="shipper: got 'fork'"):
+        ShippingOptions(shipper="fork")
+
+
+def test_sink_spec_repr_shows_no_arguments() -> None:
+    spec = SinkSpec("m", "Sink", ("a",), {"aws_secret_access_key": "hunter2"})
+    assert "hunter2" not in repr(spec) and "m.Sink" in repr(spec)
+
+
+def test_json_lines_from_the_helper_reach_this_process_stdout_in_order() -> None:
+    script = textwrap.dedent("""
+        import logging
+        from dagster_logship import JsonStreamHandler
+        handler = JsonStreamHandler(stream="stdout", shipper="process")
+        logger = logging.getLogger("lines")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        for i in range(2000):
+            logger.info("line %d", i)
+        assert handler.flush(30)
+        import sys
+        print(handler._worker.shipper_pid, handler.stats["delivered"], file=sys.stderr)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    helper, delivered = proc.stderr.split()
+    assert helper != "None" and int(delivered) == 2000
+    lines = proc.stdout.splitlines()
+    assert [json.loads(line)["message"] for line in lines] == [f"line {i}" for i in range(2000)]
