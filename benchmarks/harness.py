@@ -32,16 +32,19 @@ import report  # noqa: E402
 SECTIONS = ("moto", "caller", "throughput", "memory", "dagster", "scaling")
 
 #: Which cases each section runs (keys of cases.CASES).
-ALL = ["null", "logship_cw", "logship_gcp", "logship_json", "watchtower", "dagster_aws", "gcl",
-       "dagster_json"]
+PROC = ["logship_cw_proc", "logship_gcp_proc", "logship_json_proc"]
+ALL = ["null", "logship_cw", "logship_gcp", "logship_json", *PROC, "watchtower", "dagster_aws",
+       "gcl", "dagster_json"]
 CASES_OF = {
-    "moto": ["logship_cw", "watchtower", "dagster_aws"],
+    "moto": ["logship_cw", "logship_cw_proc", "watchtower", "dagster_aws"],
     "caller": ALL,
-    "throughput": ["logship_cw", "watchtower", "dagster_aws", "logship_gcp", "gcl",
-                   "logship_json", "dagster_json"],
+    "throughput": ["logship_cw", "logship_cw_proc", "watchtower", "dagster_aws", "logship_gcp",
+                   "logship_gcp_proc", "gcl", "logship_json", "logship_json_proc",
+                   "dagster_json"],
     "memory": ALL,
     "dagster": ALL,
-    "scaling": ["null", "logship_cw", "watchtower", "dagster_aws", "logship_gcp", "gcl"],
+    "scaling": ["null", "logship_cw", "logship_cw_proc", "watchtower", "dagster_aws",
+                "logship_gcp", "logship_gcp_proc", "gcl"],
 }
 
 # Sizes. ``slow`` overrides apply to dagster-aws (one blocking PutLogEvents per record, ~1-3 ms on
@@ -159,7 +162,10 @@ def run_one(section: str, case: str, settings: dict[str, Any], urls: dict[str, s
             name: str, logs: Path, tmp: str, cpus: set[int] | None = None) -> dict[str, Any]:
     out = Path(tmp) / f"{name}.json"
     cmd = [sys.executable, str(HERE / "measure.py"), section, case, "--out", str(out),
-           *([f"--cpus={','.join(map(str, sorted(cpus)))}"] if cpus else []),
+           *([f"--cpus={','.join(map(str, sorted(cpus)))}",
+              # a shipper=process helper may use any CPU: it exists to work beside its process
+              f"--helper-cpus={','.join(map(str, sorted(os.sched_getaffinity(0))))}"]
+             if cpus else []),
            "--name", name, "--n", str(settings["n"]), "--budget", str(settings["budget"]),
            "--reps", str(settings.get("reps", 1)), "--tmp", tmp,
            "--ack-timeout", str(max(30.0, settings["budget"])),
@@ -202,6 +208,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the harness")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--cases", default="",
+                        help="comma-separated subset of the cases (default: all)")
     parser.add_argument("--out", default=None, help="results directory")
     parser.add_argument("--render", metavar="DIR", default=None,
                         help="only write RESULTS.md and chart.png again from DIR/results.json")
@@ -249,8 +257,10 @@ def main() -> None:
             t_section = time.monotonic()
             print(f"[{section}]", flush=True)
             rounds = max(_settings(mode, section, c).get("rounds", 1) for c in CASES_OF[section])
+            wanted = set(args.cases.split(",")) if args.cases else set(ALL)
             todo = [(rnd, case) for rnd in range(rounds) for case in CASES_OF[section]
-                    if rnd < _settings(mode, section, case).get("rounds", 1)]
+                    if rnd < _settings(mode, section, case).get("rounds", 1)
+                    and (case in wanted or case == "null")]
 
             def one(item: tuple[int, str], section: str = section,
                     rounds: int = rounds) -> dict[str, Any]:

@@ -14,11 +14,14 @@ X = "\u00d7"  # the multiplication sign of "1.5x"
 #: constant allowed (SDK client and its service model loaded at the first send, thread stacks,
 #: the batch being retried, which is outside the queue's accounting).
 MEMORY_CONSTANT = 32 * MiB
-OURS = ("logship_cw", "logship_gcp", "logship_json")
+OURS = ("logship_cw", "logship_gcp", "logship_json", "logship_cw_proc", "logship_gcp_proc",
+        "logship_json_proc")
 #: Whom each of our handlers is compared with for throughput.
 RIVAL = {"logship_cw": "watchtower", "logship_gcp": "gcl", "logship_json": "dagster_json",
-         "dagster_aws": "watchtower"}
-TARGET_THROUGHPUT = {"logship_cw": 2.0, "logship_gcp": 5.0}
+         "logship_cw_proc": "watchtower", "logship_gcp_proc": "gcl",
+         "logship_json_proc": "dagster_json", "dagster_aws": "watchtower"}
+TARGET_THROUGHPUT = {"logship_cw": 2.0, "logship_gcp": 5.0, "logship_cw_proc": 2.0,
+                     "logship_gcp_proc": 5.0}
 
 
 def label(case: str) -> str:
@@ -132,12 +135,14 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             ratio = r["records_per_s"] / b["records_per_s"]
             rows.append((f"throughput, {label(case)} ≥ {want:g}{X} {label(RIVAL[case])}",
                          f"{ratio:.2f}{X}", _verdict(ratio >= want and r["acked"])))
-    r = _get(results, "throughput", "logship_cw")
-    if r is not None and r.get("fill_backlogged") is not None:
-        rows.append(("PutLogEvents requests ≥ 95% full while backlogged (events or bytes)",
-                     f"{100 * r['fill_backlogged']:.1f}% "
-                     f"({r['events_per_request_backlogged']:,.0f} events/request)",
-                     _verdict(r["fill_backlogged"] >= 0.95)))
+    for case in ("logship_cw", "logship_cw_proc"):
+        r = _get(results, "throughput", case)
+        if r is not None and r.get("fill_backlogged") is not None:
+            rows.append((f"PutLogEvents requests ≥ 95% full while backlogged (events or bytes), "
+                         f"{label(case)}",
+                         f"{100 * r['fill_backlogged']:.1f}% "
+                         f"({r['events_per_request_backlogged']:,.0f} events/request)",
+                         _verdict(r["fill_backlogged"] >= 0.95)))
     for case in OURS:
         r = _get(results, "memory", case)
         if r is not None and r.get("queue_max_bytes"):
@@ -147,11 +152,13 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                          f"({r['queue_max_bytes'] / MiB:.0f} MiB) + {MEMORY_CONSTANT // MiB} MiB",
                          f"+{growth / MiB:.0f} MiB (bound {bound / MiB:.0f} MiB)",
                          _verdict(growth <= bound)))
-    d, b = _get(results, "dagster", "logship_cw"), _get(results, "dagster", "null")
-    if d is not None and b is not None:
-        ratio = d["seconds"] / b["seconds"]
-        rows.append(("Dagster job, cloudwatch_logger within 5% of a discarding logger",
-                     f"{100 * (ratio - 1):+.1f}%", _verdict(ratio <= 1.05)))
+    for case, what in (("logship_cw", "cloudwatch_logger"),
+                       ("logship_cw_proc", "cloudwatch_logger with shipper: process")):
+        d, b = _get(results, "dagster", case), _get(results, "dagster", "null")
+        if d is not None and b is not None:
+            ratio = d["seconds"] / b["seconds"]
+            rows.append((f"Dagster job, {what} within 5% of a discarding logger",
+                         f"{100 * (ratio - 1):+.1f}%", _verdict(ratio <= 1.05)))
     return rows
 
 
@@ -344,6 +351,9 @@ def _dagster(sec: dict[str, Any], settings: dict[str, Any]) -> list[str]:
            "server (min) |", "|---|---:|---:|---:|---:|"]
     names = {"null": "discarding logger (NullHandler)", "logship_cw": "logship cloudwatch_logger",
              "logship_gcp": "logship gcp_logger", "logship_json": "logship json_console_logger",
+             "logship_cw_proc": "logship cloudwatch_logger, shipper: process",
+             "logship_gcp_proc": "logship gcp_logger, shipper: process",
+             "logship_json_proc": "logship json_console_logger, shipper: process",
              "watchtower": "@logger with watchtower's handler",
              "dagster_aws": "dagster-aws cloudwatch_logger",
              "gcl": "@logger with google-cloud-logging's handler",
