@@ -70,13 +70,18 @@ def helper_pids() -> list[int]:
 def _watch_helpers() -> None:
     """Let each helper run on ``--helper-cpus`` as soon as it appears: it inherits this process's
     pinning, and the point of a helper is to work beside the process that logs."""
+    done: set[int] = set()  # thread ids already moved
     while True:
         for pid in helper_pids():
-            if pid not in _seen_helpers:
-                _seen_helpers.add(pid)
-                if _helper_cpus:
-                    with contextlib.suppress(OSError):
-                        os.sched_setaffinity(pid, _helper_cpus)
+            _seen_helpers.add(pid)
+            if not _helper_cpus:
+                continue
+            with contextlib.suppress(OSError):
+                for task in os.listdir(f"/proc/{pid}/task"):  # every thread: each has its own
+                    tid = int(task)
+                    if tid not in done:
+                        os.sched_setaffinity(tid, _helper_cpus)
+                        done.add(tid)
         time.sleep(0.01)
 
 

@@ -95,10 +95,12 @@ _READY_TIMEOUT = 60.0
 _LOCAL_SHARE = 4
 
 # The helper imports the shipping layer without running ``dagster_logship/__init__`` (which
-# imports Dagster): a bare package module with the same search path stands in for it.
+# imports Dagster): a bare package module with the same search path stands in for it. It reads
+# its input through a 1 MiB buffer: every read that goes to the OS gives up the GIL, and getting
+# it back from the sending thread can take a switch interval (5 ms).
 _BOOT = (
     "import pickle,struct,sys,types\n"
-    "f=sys.stdin.buffer\n"
+    "f=open(0,'rb',buffering=1<<20,closefd=False)\n"
     "c=pickle.loads(f.read(struct.unpack('<I',f.read(4))[0]))\n"
     "sys.path[:]=c['sys_path']\n"
     "m=types.ModuleType('dagster_logship');m.__path__=c['package_path']\n"
@@ -297,9 +299,14 @@ class ProcessWorker(Worker):
                     or queue[0][T_MONO] + _FORWARD_INTERVAL <= now
                     or self._queued_mem * 2 >= self.options.queue_max_bytes
                 ):
-                    out = [queue.popleft() for _ in range(min(len(queue), _FRAME_RECORDS))]
-                    self._queued_bytes -= sum(s[SIZE] for s in out)
-                    self._queued_mem -= sum(s[MEM] for s in out)
+                    if len(queue) <= _FRAME_RECORDS:  # the usual case: all of it
+                        out = list(queue)
+                        queue.clear()
+                        self._queued_bytes = self._queued_mem = 0
+                    else:
+                        out = [queue.popleft() for _ in range(_FRAME_RECORDS)]
+                        self._queued_bytes -= sum(s[SIZE] for s in out)
+                        self._queued_mem -= sum(s[MEM] for s in out)
                     self._taken = out
                     self._room.notify_all()
                     return out, 0, False
@@ -322,11 +329,10 @@ class ProcessWorker(Worker):
         last = snaps[-1][SEQ]
         with self._lock:
             epoch = self._epoch
-        payload = [s[:SEQ] for s in snaps]
-        try:
-            data = _frame(("R", last, payload))
+        try:  # queue entries as they are: the helper drops their sequence and time
+            data = _frame(("R", last, snaps))
         except ValueError:  # an object marshal cannot carry: make those snapshots plain
-            data = _frame(("R", last, [plain_snapshot(s) for s in payload]))
+            data = _frame(("R", last, [plain_snapshot(s[:SEQ]) for s in snaps]))
         if not self._write(data):
             with self._lock:
                 if self._epoch == epoch and self._taken is snaps:  # not abandoned: ship here

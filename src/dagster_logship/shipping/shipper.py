@@ -97,9 +97,7 @@ def main(config: dict[str, Any], records: BinaryIO) -> None:
         if message is None:
             break
         if message[0] == "R":
-            put = worker.put
-            for snap in message[2]:
-                put(snap)
+            worker.put_many(message[2])
             acks.expect(message[1])
         elif message[0] == "F":
             acks.expect(message[1])

@@ -224,6 +224,34 @@ class Worker:
         if start_inline:
             self._drain_inline(time.monotonic() + self.options.flush_timeout)
 
+    def put_many(self, snaps: Sequence[Snapshot]) -> None:
+        """Enqueue records in order under one lock (a ``shipper: process`` helper gets them a
+        frame at a time); the same bounds and overflow policy as :meth:`put`. Entries may carry
+        another queue's sequence number and time (``SEQ`` onwards): they are replaced."""
+        start_inline = False
+        now = _monotonic()
+        with self._lock:
+            queue = self._queue
+            for snap in snaps:
+                mem = snap[MEM]
+                if (
+                    (len(queue) >= self._max_records or self._queued_mem + mem > self._max_mem)
+                    and queue
+                    and not self._make_room_locked(snap)
+                ):
+                    continue
+                seq = self._seq = self._seq + 1
+                queue.append((*snap[:SEQ], seq, now))
+                self._queued_bytes += snap[SIZE]
+                self._queued_mem += mem
+            self.stats.enqueued = self._seq
+            if self._thread is None and queue and not self._start_locked():
+                start_inline = True
+            elif self._waiting and queue:
+                self._wake.notify()
+        if start_inline:
+            self._drain_inline(time.monotonic() + self.options.flush_timeout)
+
     def _full_locked(self, snap: Snapshot) -> bool:
         return bool(self._queue) and (
             len(self._queue) >= self.options.queue_max_records
