@@ -258,9 +258,12 @@ def main() -> None:
             print(f"[{section}]", flush=True)
             rounds = max(_settings(mode, section, c).get("rounds", 1) for c in CASES_OF[section])
             wanted = set(args.cases.split(",")) if args.cases else set(ALL)
-            todo = [(rnd, case) for rnd in range(rounds) for case in CASES_OF[section]
-                    if rnd < _settings(mode, section, case).get("rounds", 1)
-                    and (case in wanted or case == "null")]
+            chosen = [c for c in CASES_OF[section] if c in wanted or c == "null"]
+            # Each round starts one case later, so that no case always runs first (a machine
+            # whose load drifts would otherwise favour or penalize the same case every round).
+            todo = [(rnd, case) for rnd in range(rounds)
+                    for case in chosen[rnd % len(chosen):] + chosen[:rnd % len(chosen)]
+                    if rnd < _settings(mode, section, case).get("rounds", 1)]
 
             def one(item: tuple[int, str], section: str = section,
                     rounds: int = rounds) -> dict[str, Any]:

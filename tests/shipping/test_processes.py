@@ -44,10 +44,14 @@ def events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-def test_interpreter_exit_delivers_what_is_queued():
+SHIPPERS = pytest.mark.parametrize("shipper", ["thread", "process"])
+
+
+@SHIPPERS
+def test_interpreter_exit_delivers_what_is_queued(shipper):
     proc = run_script(
-        """
-        logger = make_logger("main")
+        f"""
+        logger = make_logger("main", shipper={shipper!r})
         for i in range(5):
             logger.info("exit %d", i)
         """
@@ -56,12 +60,13 @@ def test_interpreter_exit_delivers_what_is_queued():
     assert [e["message"] for e in events(proc.stdout)] == [f"exit {i}" for i in range(5)]
 
 
+@SHIPPERS
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-def test_multiprocessing_children_deliver_under_each_start_method(method):
+def test_multiprocessing_children_deliver_under_each_start_method(method, shipper):
     proc = run_script(
         f"""
         def child(n):
-            logger = make_logger("child")
+            logger = make_logger("child", shipper={shipper!r})
             for i in range(3):
                 logger.info("child %d record %d", n, i)
             # returns without flush or close; fork/forkserver children skip atexit
@@ -81,11 +86,12 @@ def test_multiprocessing_children_deliver_under_each_start_method(method):
     assert got == sorted(f"child {n} record {i}" for n in range(3) for i in range(3))
 
 
-def test_pool_workers_deliver():
+@SHIPPERS
+def test_pool_workers_deliver(shipper):
     proc = run_script(
-        """
+        f"""
         def work(n):
-            make_logger("pool").info("task %d", n)
+            make_logger("pool", shipper={shipper!r}).info("task %d", n)
             return n
 
         if __name__ == "__main__":
@@ -101,10 +107,11 @@ def test_pool_workers_deliver():
     assert sorted(e["message"] for e in events(proc.stdout)) == [f"task {n}" for n in range(6)]
 
 
-def test_fork_child_gets_a_working_handler_of_its_own():
+@SHIPPERS
+def test_fork_child_gets_a_working_handler_of_its_own(shipper):
     proc = run_script(
-        """
-        logger = make_logger("parent")
+        f"""
+        logger = make_logger("parent", shipper={shipper!r})
         logger.info("parent before fork")
         pid = os.fork()
         if pid == 0:
