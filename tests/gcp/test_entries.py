@@ -182,3 +182,42 @@ def test_oversized_record_truncated_by_config(
     (entry,) = server.entries()
     assert "truncated" in entry["jsonPayload"]["message"]
     assert "split" not in entry and "part" not in entry["jsonPayload"]
+
+
+def test_cached_entry_fragments_write_what_the_general_path_writes() -> None:
+    """The entry of a common Dagster record is joined from cached fragments; it must be the
+    same bytes the general path builds, for every label, severity and source combination."""
+    import random
+
+    from dagster_logship.shipping.encoding import build_event, encode, snapshot
+    from dagster_logship.sinks.gcp import GcpSink, GcpTarget
+
+    rng = random.Random(7)
+    sink = GcpSink(GcpTarget.of(project="p", labels={"team": "data", "tier": "é\""}))
+    fast = 0
+    for i in range(600):
+        meta = {
+            "run_id": rng.choice([None, "r1", "r\"2"]),
+            "job_name": rng.choice([None, "etl"]),
+            "step_key": rng.choice([None, "load"]),
+            "log_message_id": rng.choice([None, f"id-{i}", "id-\ud800"]),
+            "orig_message": "m",
+        }
+        extra = {"dagster_meta": meta} if rng.random() < 0.8 else None
+        if rng.random() < 0.1:
+            extra = dict(extra or {}, trace="projects/p/traces/abc")
+        record = logging.LogRecord("x", rng.choice([10, 20, 30, 40, 50, 5]), "/a.py",
+                                   rng.randint(1, 9), "m %d", (i,), None)
+        record.__dict__.update(extra or {})
+        record.levelname = logging.getLevelName(record.levelno)
+        event = build_event(snapshot(record))
+        text = encode(event)[0]
+        expected = sink._payload(event, text)
+        got = sink.payload(event, text)
+        if event["log_message_id"] is None:  # a random insertId each time: compare the rest
+            got, expected = json.loads(got), json.loads(expected)
+            assert len(got.pop("insertId")) == len(expected.pop("insertId")) == 32
+        else:
+            fast += 1
+        assert got == expected, (i, event)
+    assert len(sink._fragments) > 5 and fast > 100

@@ -6,7 +6,9 @@ import io
 import json
 import logging
 import math
+import time
 import uuid
+from datetime import datetime
 
 import pytest
 from support import MemorySink
@@ -183,3 +185,42 @@ def test_timestamps_match_datetime_isoformat_to_the_microsecond():
     samples = [rng.uniform(0, 4e9) for _ in range(20_000)]
     samples += [0.0, -1.5, 1e9 + 0.9999995, 1e9 + 0.0000005, 1795252905.9999996, 1795252905.5]
     assert [_rfc3339(c) for c in samples] == [reference(c) for c in samples]
+
+
+@pytest.mark.parametrize("created", [float("nan"), float("inf"), -float("inf"), "soon", None,
+                                     1_700_000_000, "1700000000.5", 1e300])
+def test_a_record_with_an_impossible_creation_time_is_shipped_with_the_time_it_was_logged(
+    json_logger, created
+):
+    logger, lines = json_logger
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "when?", (), None)
+    record.created = created
+    before = time.time()
+    logger.handle(record)
+    logger.info("after")
+    events = lines()
+    assert [e["message"] for e in events] == ["when?", "after"]
+    stamp = datetime.fromisoformat(events[0]["timestamp"].replace("Z", "+00:00")).timestamp()
+    if created in (1_700_000_000, "1700000000.5"):
+        assert stamp == float(created)  # a real number (or its text) is kept
+    else:
+        assert before - 1 <= stamp <= time.time() + 1
+
+
+def test_a_handler_refusing_its_options_can_still_be_flushed_and_closed_at_shutdown():
+    """logging keeps every constructed handler in its shutdown list, even one whose constructor
+    raised; logging.shutdown() then flushes and closes it."""
+    from dagster_logship.shipping import ConfigError
+
+    with pytest.raises(ConfigError, match="shipper") as refusal:  # its traceback keeps it alive
+        JsonStreamHandler(stream=io.StringIO(), shipper="process")
+    refused = [
+        ref() for ref in list(logging._handlerList)  # type: ignore[attr-defined]
+        if isinstance(ref(), JsonStreamHandler) and "_key" not in vars(ref())  # half-built
+    ]
+    assert refused
+    for handler in refused:
+        assert handler.flush() is True
+        handler.close()
+        assert handler.stats == {}
+    del refusal

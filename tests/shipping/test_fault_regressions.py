@@ -64,7 +64,7 @@ def test_a_record_put_as_the_worker_thread_stops_gets_a_thread(make_handler, sin
 
     def take():
         result = real_take()
-        if result[2] and not injected:  # this thread is about to end...
+        if result[-1] and not injected:  # (snaps, first, force, stop): about to end...
             injected.append(True)
             worker.put(snapshot(late))  # ...and another thread emits through the handler
         return result

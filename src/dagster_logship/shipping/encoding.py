@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import traceback
 from datetime import datetime, timezone
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -27,6 +28,7 @@ __all__ = [
     "build_event",
     "encode",
     "event_facts",
+    "finish_text",
     "fit_event",
     "snapshot",
 ]
@@ -95,6 +97,7 @@ EXC_TYPE, EXC_MESSAGE = 6, 7
 #: pairs) and the DagsterEvent follow
 HAS_META = 8
 META_VALUES = slice(9, 15)
+ORIG_MESSAGE, LOG_MESSAGE_ID, RUN_ID, JOB_NAME, STEP_KEY, OP_NAME = range(9, 15)
 JOB_TAGS, DAGSTER_EVENT = 15, 16
 #: file, line and function of a record not made by Dagster
 SOURCE_FILE, SOURCE_LINE, SOURCE_FUNCTION = 17, 18, 19
@@ -104,8 +107,8 @@ EXTRAS = 20
 SIZE = 21
 #: memory held while queued, for queue_max_bytes
 MEM = 22
-#: added by the worker's queue (Worker.put): sequence number, time enqueued (monotonic)
-SEQ, T_MONO = 23, 24
+#: The queue holds snapshots as they are: a record's sequence number is its place in the queue
+#: (see Worker), and its age is counted from CREATED, so ``put`` builds no second tuple.
 
 
 def _message_of(record: logging.LogRecord) -> str:
@@ -146,9 +149,23 @@ def _tags_of(tags: Any) -> tuple[Any, ...] | None:
     return pairs
 
 
+def _created_of(value: Any) -> float:
+    """A record's ``created`` that is not a finite float (set by hand, or by
+    ``logging.makeLogRecord`` from foreign data) is read as a number if it is one, else replaced
+    by the time it is logged: every sink needs a real instant (README, "Event schema")."""
+    try:
+        created = float(value)
+    except Exception:
+        return time.time()
+    return created if math.isfinite(created) and -1e11 < created < 1e11 else time.time()
+
+
 def snapshot(record: logging.LogRecord) -> Snapshot:
     """Fix what ``record`` says at the time of the call, as plain values. Never raises."""
     attributes = record.__dict__
+    created = record.created
+    if type(created) is not float or not -1e11 < created < 1e11:  # NaN fails both tests
+        created = _created_of(created)
     raw_meta = attributes.get(_DAGSTER_META)
     exc_text = exc_type = exc_message = None
     exc_info = record.exc_info
@@ -186,7 +203,7 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
             message = _message_of(record)
         text = len(message) + (len(exc_text) if exc_text else 0)
         return (
-            record.created, record.levelname, record.name, record.process, message, exc_text,
+            created, record.levelname, record.name, record.process, message, exc_text,
             exc_type, exc_message,
             True, get("orig_message"), get("log_message_id"), get("run_id"), get("job_name"),
             get("step_key"), get("op_name"), _tags_of(get("job_tags")), get("dagster_event"),
@@ -196,7 +213,7 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
     message = _message_of(record)
     text = len(message) + (len(exc_text) if exc_text else 0)
     return (
-        record.created, record.levelname, record.name, record.process, message, exc_text,
+        created, record.levelname, record.name, record.process, message, exc_text,
         exc_type, exc_message,
         False, None, None, None, None, None, None, None, None,
         record.pathname, record.lineno, record.funcName,
@@ -441,6 +458,11 @@ def encode(event: dict[str, Any]) -> tuple[str, int]:
             text = _dumps(_sanitize(event, 0, set()))
         except Exception as exc:  # pragma: no cover - _sanitize yields plain JSON types
             text = _dumps({"message": "<event could not be encoded>", "error": repr(exc)})
+    return finish_text(text)
+
+
+def finish_text(text: str) -> tuple[str, int]:
+    """``text`` with lone surrogates (invalid unicode) replaced by U+FFFD, and its UTF-8 size."""
     if text.isascii():
         return text, len(text)
     try:

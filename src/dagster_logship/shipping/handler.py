@@ -10,6 +10,7 @@ shipped by a worker started again.
 from __future__ import annotations
 
 import logging
+import sys
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -20,7 +21,11 @@ from .options import ConfigError, ShippingOptions
 from .remote import SinkSpec, make_worker
 from .sink import Sink
 from .spill import diagnostic
-from .worker import Worker, acquire, in_shipping_thread, release, release_later
+from .worker import Worker, acquire, release, release_later
+from .worker import _local as _flags
+
+#: What ``Handler.handle`` returns for a record it emitted: the record on Python >= 3.12.
+_FILTERS_RETURN_RECORDS = sys.version_info >= (3, 12)
 
 __all__ = ["ShippingHandler"]
 
@@ -51,6 +56,13 @@ class ShippingHandler(logging.Handler):
     must not do network I/O. ``sink_spec`` says how to build the same sink in another process
     (module, callable, args, kwargs); ``shipper: process`` needs it.
     """
+
+    # Class defaults, so that a handler whose constructor raised (a wrong option) can still be
+    # flushed and closed by ``logging.shutdown``, which finds it in logging's handler list.
+    _worker: Worker | None = None
+    _finalizer: weakref.finalize[Any, Any] | None = None
+    _last_stats: dict[str, int] | None = None
+    _suppressed = 0
 
     def __init__(
         self,
@@ -98,15 +110,17 @@ class ShippingHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> Any:
         """Filter and emit without taking the handler's lock: ``emit`` is thread-safe on its
         own, and the lock would serialize every logging thread behind one another."""
-        rv = self.filter(record)
-        if isinstance(rv, logging.LogRecord):  # Python >= 3.12 filters may return a record
-            record = rv
-        if rv:
-            self.emit(record)
-        return rv
+        if self.filters:
+            rv = self.filter(record)
+            if isinstance(rv, logging.LogRecord):  # Python >= 3.12 filters may return a record
+                record = rv
+            if not rv:
+                return rv
+        self.emit(record)
+        return record if _FILTERS_RETURN_RECORDS else True
 
     def emit(self, record: logging.LogRecord) -> None:
-        if in_shipping_thread():
+        if _flags.active:  # in_shipping_thread(), without the call
             # A record made while we send (botocore, urllib3, google): shipping it would recurse.
             self._suppressed += 1
             return
@@ -143,7 +157,7 @@ class ShippingHandler(logging.Handler):
         super().close()
 
     def _stats_of(self, worker: Worker) -> dict[str, int]:
-        stats = worker.stats.snapshot()
+        stats = worker.stats_snapshot()
         stats["suppressed"] += self._suppressed
         return stats
 

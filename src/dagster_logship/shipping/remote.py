@@ -44,13 +44,11 @@ from typing import Any, BinaryIO
 
 from . import stdio
 from .encoding import (
+    CREATED,
     DAGSTER_EVENT,
     EXTRAS,
     JOB_TAGS,
     MEM,
-    SEQ,
-    SIZE,
-    T_MONO,
     Snapshot,
     encode,
     event_facts,
@@ -59,7 +57,7 @@ from .options import ShippingOptions
 from .sink import Sink
 from .spill import diagnostic
 from .stats import DeliveryStats
-from .worker import Worker, _local
+from .worker import _CLOCK_SLACK, Worker, _local
 
 __all__ = ["ProcessWorker", "SinkSpec", "make_worker", "plain_snapshot"]
 
@@ -261,8 +259,8 @@ class ProcessWorker(Worker):
         me = threading.current_thread()
         try:
             while self._state == "up":
-                snaps, flush_to, stop = self._take_forward()
-                if snaps and not self._forward(snaps):
+                snaps, first, flush_to, stop = self._take_forward()
+                if snaps and not self._forward(snaps, first):
                     break
                 if flush_to and not self._send(("F", flush_to)):
                     break
@@ -280,65 +278,68 @@ class ProcessWorker(Worker):
                 self._thread = None
             self._progress.notify_all()
 
-    def _take_forward(self) -> tuple[list[Snapshot], int, bool]:
-        """Wait for records worth a frame; return (snapshots, flush target to pass on, stop)."""
+    def _take_forward(self) -> tuple[list[Snapshot], int, int, bool]:
+        """Wait for records worth a frame; return (snapshots, the first one's sequence number,
+        flush target to pass on, stop)."""
         with self._lock:
             while True:
                 if self._state != "up":
-                    return [], 0, False
+                    return [], 0, 0, False
                 queue = self._queue
                 urgent = (
                     self._flush_target > self._asked
                     or self._stopping
                     or self._abandon_at is not None
                 )
-                now = time.monotonic()
+                now = time.time()
+                age = now - queue[0][CREATED] if queue else 0.0
                 if queue and (
                     urgent
                     or len(queue) >= self._encode_at
-                    or queue[0][T_MONO] + _FORWARD_INTERVAL <= now
+                    or not -_CLOCK_SLACK <= age < _FORWARD_INTERVAL
                     or self._queued_mem * 2 >= self.options.queue_max_bytes
                 ):
+                    first = self._popped + 1
                     if len(queue) <= _FRAME_RECORDS:  # the usual case: all of it
                         out = list(queue)
                         queue.clear()
-                        self._queued_bytes = self._queued_mem = 0
+                        self._queued_mem = 0
                     else:
                         out = [queue.popleft() for _ in range(_FRAME_RECORDS)]
-                        self._queued_bytes -= sum(s[SIZE] for s in out)
-                        self._queued_mem -= sum(s[MEM] for s in out)
+                        self._queued_mem -= sum([s[MEM] for s in out])
+                    self._popped += len(out)
                     self._taken = out
                     self._room.notify_all()
-                    return out, 0, False
+                    return out, first, 0, False
                 if self._flush_target > self._asked:
                     self._asked = self._flush_target
-                    return [], self._asked, False
+                    return [], 0, self._asked, False
                 if self._stopping:
                     # Closed in the same locked step as the thread gives up its slot: a record
                     # put right after starts a thread that starts a new helper.
                     if self._thread is threading.current_thread():
                         self._thread = None
                     self._close_locked()
-                    return [], 0, True
-                self._waiting = True
-                timeout = queue[0][T_MONO] + _FORWARD_INTERVAL - now if queue else 1.0
-                self._wake.wait(max(timeout, 0.001))
-                self._waiting = False
+                    return [], 0, 0, True
+                if queue:
+                    self._wait_locked(max(_FORWARD_INTERVAL - age, 0.001), self._encode_at)
+                else:
+                    self._wait_locked(1.0, 1)
 
-    def _forward(self, snaps: list[Snapshot]) -> bool:
-        last = snaps[-1][SEQ]
+    def _forward(self, snaps: list[Snapshot], first: int) -> bool:
+        last = first + len(snaps) - 1
         with self._lock:
             epoch = self._epoch
-        try:  # queue entries as they are: the helper drops their sequence and time
+        try:  # queue entries as they are
             data = _frame(("R", last, snaps))
         except ValueError:  # an object marshal cannot carry: make those snapshots plain
-            data = _frame(("R", last, [plain_snapshot(s[:SEQ]) for s in snaps]))
+            data = _frame(("R", last, [plain_snapshot(s) for s in snaps]))
         if not self._write(data):
             with self._lock:
                 if self._epoch == epoch and self._taken is snaps:  # not abandoned: ship here
                     self._queue.extendleft(reversed(snaps))
-                    self._queued_bytes += sum(s[SIZE] for s in snaps)
-                    self._queued_mem += sum(s[MEM] for s in snaps)
+                    self._popped -= len(snaps)
+                    self._queued_mem += sum([s[MEM] for s in snaps])
                     self._taken = []
             return False
         with self._lock:

@@ -47,7 +47,7 @@ class _Acks:
             worker._progress.notify_all()
 
     def send(self, upto: int) -> None:
-        write_all(self.fd, frame(("A", upto, self.worker.stats.snapshot())))
+        write_all(self.fd, frame(("A", upto, self.worker.stats_snapshot())))
 
     def _run(self) -> None:
         worker = self.worker
@@ -62,7 +62,7 @@ class _Acks:
                 while marks and marks[0][0] <= done:
                     upto = marks.popleft()[1]
                 ending = self.ending and not marks
-            stats = worker.stats.snapshot()
+            stats = worker.stats_snapshot()
             if upto or stats != sent_stats:
                 try:
                     write_all(self.fd, frame(("A", upto, stats)))

@@ -76,6 +76,10 @@ class Sink(abc.ABC):
     limits: SinkLimits
     #: human readable destination, used in diagnostics and spill lines; never holds secrets
     destination: str = "unknown"
+    #: True when :meth:`payload` reads the event. When False the payload is the JSON text and
+    #: the worker, for the common record, writes that text without building the event dict
+    #: (see ``shipping/event_text.py``) and does not call :meth:`payload`.
+    needs_event: bool = False
 
     def payload(self, item_event: dict[str, Any], text: str) -> Any:
         """Turn one encoded event into what :meth:`send` needs; the default is the JSON text."""

@@ -30,7 +30,8 @@ from queue import SimpleQueue
 from typing import Any
 from weakref import WeakSet
 
-from .encoding import CREATED, MEM, SEQ, SIZE, T_MONO, Snapshot, build_event, encode, fit_event
+from .encoding import CREATED, MEM, SIZE, Snapshot, build_event, encode, fit_event
+from .event_text import event_text
 from .options import ShippingOptions
 from .retry import BatchRejectedError, RetryableError, RetryPolicy, build_retrying
 from .sink import Item, Sink
@@ -49,7 +50,12 @@ __all__ = [
 ]
 
 _IDLE_TICK = 1.0
-_monotonic = time.monotonic
+_now = time.time
+#: A record whose creation time is further than this ahead of the clock counts as due: the clock
+#: was stepped back, and waiting for it to catch up could take hours.
+_CLOCK_SLACK = 1.0
+#: ``_wake_at`` / ``_wake_mem`` while the worker is not waiting for records.
+_NEVER = 1 << 62
 #: The worker encodes queued records once this many are waiting (or a batch's bytes, or on
 #: flush or age); see Worker._take.
 _ENCODE_AT = 256
@@ -61,12 +67,19 @@ _DISPOSE_WAIT = 2.0
 #: the defaults): enough to spread dozens of processes over a quota, short enough that a
 #: worker resumes its full rate within seconds once the quota is free (see _adjust_pace).
 _PACE_CEILING = 10
-_local = threading.local()
+class _ThreadFlags(threading.local):
+    #: True on a thread that is sending for us. A class attribute, so that reading it on any
+    #: other thread finds the default without raising (getattr with a default raised and caught
+    #: AttributeError inside, a tenth of a log call's cost).
+    active = False
+
+
+_local = _ThreadFlags()
 
 
 def in_shipping_thread() -> bool:
     """True on a thread that is sending for us: its log records must not come back to us."""
-    return getattr(_local, "active", False)
+    return _local.active
 
 
 #: Top-level names of the loggers of the libraries our sinks send through.
@@ -157,13 +170,19 @@ class Worker:
         self._wake = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
-        # Snapshots with their sequence number and time enqueued appended (encoding.SEQ, T_MONO):
-        # flat tuples that the garbage collector stops tracking (see encoding.Snapshot).
+        # Snapshots as ``emit`` made them: flat tuples that the garbage collector stops tracking
+        # (see encoding.Snapshot). A record's sequence number is its place in the order of the
+        # queue: ``_seq`` counts records enqueued, ``_popped`` those taken off its head (by the
+        # worker or by overflow), so the head's number is ``_popped + 1`` and
+        # ``_popped + len(_queue) == _seq``. ``_done_seq``: every record up to it is settled.
         self._queue: deque[Snapshot] = deque()
-        self._queued_bytes = 0
         self._queued_mem = 0
         self._seq = 0
+        self._popped = 0
         self._done_seq = 0
+        # What makes ``put`` wake the waiting worker: this queue length or this much memory.
+        self._wake_at = 1
+        self._wake_mem = _NEVER
         self._flush_target = 0
         self._thread: threading.Thread | None = None
         self._waiting = False
@@ -184,6 +203,12 @@ class Worker:
         self._diagnosed: set[str] = set()
         self._unreported_drops = 0
 
+    def stats_snapshot(self) -> dict[str, int]:
+        """The delivery counters as a dict (``enqueued`` is the sequence counter: ``put`` keeps
+        no second one)."""
+        self.stats.enqueued = self._seq
+        return self.stats.snapshot()
+
     def after_fork(self) -> None:
         """In a forked child: start empty with fresh locks; the parent ships what it queued."""
         self._init_process_state()
@@ -196,58 +221,57 @@ class Worker:
     def put(self, snap: Snapshot) -> None:
         """Enqueue one record. Called from ``emit``: no I/O, never raises into the caller.
 
-        The hot path of every log call, hence terse: bounds read from attributes set once, no
-        pid check (``os.register_at_fork`` resets a forked child, see _after_fork_in_child)."""
+        The hot path of every log call, hence terse: the snapshot is queued as it is (no
+        sequence number or clock reading added), bounds are read from attributes set once, the
+        worker is woken only at the thresholds it asked for (``_wake_at``, ``_wake_mem``), and
+        there is no pid check (``os.register_at_fork`` resets a forked child)."""
         start_inline = False
         with self._lock:
             queue = self._queue
-            mem = snap[MEM]
-            if (
-                (len(queue) >= self._max_records or self._queued_mem + mem > self._max_mem)
-                and queue
-                and not self._make_room_locked(snap)
-            ):
-                return
-            seq = self._seq = self._seq + 1
-            queue.append((*snap, seq, _monotonic()))
-            self._queued_bytes += snap[SIZE]
-            self._queued_mem += mem
-            self.stats.enqueued += 1
+            mem = self._queued_mem + snap[MEM]
+            if (mem > self._max_mem or len(queue) >= self._max_records) and queue:
+                if not self._make_room_locked(snap):
+                    return
+                mem = self._queued_mem + snap[MEM]
+            queue.append(snap)
+            self._queued_mem = mem
+            self._seq += 1
+            if len(queue) >= self._wake_at or mem >= self._wake_mem:
+                self._wake_at = self._wake_mem = _NEVER
+                self._wake.notify()
             if self._thread is None and not self._start_locked():
                 start_inline = True
-            elif self._waiting and (
-                len(queue) == 1
-                or len(queue) == self._encode_at
-                or self._queued_bytes >= self.batch_bytes
-            ):
-                self._wake.notify()
         if start_inline:
             self._drain_inline(time.monotonic() + self.options.flush_timeout)
 
     def put_many(self, snaps: Sequence[Snapshot]) -> None:
         """Enqueue records in order under one lock (a ``shipper: process`` helper gets them a
-        frame at a time); the same bounds and overflow policy as :meth:`put`. Entries may carry
-        another queue's sequence number and time (``SEQ`` onwards): they are replaced."""
+        frame at a time); the same bounds and overflow policy as :meth:`put`."""
         start_inline = False
-        now = _monotonic()
         with self._lock:
             queue = self._queue
-            for snap in snaps:
-                mem = snap[MEM]
-                if (
-                    (len(queue) >= self._max_records or self._queued_mem + mem > self._max_mem)
-                    and queue
-                    and not self._make_room_locked(snap)
-                ):
-                    continue
-                seq = self._seq = self._seq + 1
-                queue.append((*snap[:SEQ], seq, now))
-                self._queued_bytes += snap[SIZE]
+            mem = sum([snap[MEM] for snap in snaps])
+            room = self._max_records - len(queue)
+            if len(snaps) <= room and self._queued_mem + mem <= self._max_mem:
+                queue.extend(snaps)  # the usual case: all of them fit
                 self._queued_mem += mem
-            self.stats.enqueued = self._seq
+                self._seq += len(snaps)
+            else:
+                for snap in snaps:
+                    mem = snap[MEM]
+                    if (
+                        (len(queue) >= self._max_records or self._queued_mem + mem > self._max_mem)
+                        and queue
+                        and not self._make_room_locked(snap)
+                    ):
+                        continue
+                    queue.append(snap)
+                    self._queued_mem += mem
+                    self._seq += 1
             if self._thread is None and queue and not self._start_locked():
                 start_inline = True
-            elif self._waiting and queue:
+            elif queue and self._waiting:
+                self._wake_at = self._wake_mem = _NEVER
                 self._wake.notify()
         if start_inline:
             self._drain_inline(time.monotonic() + self.options.flush_timeout)
@@ -263,7 +287,7 @@ class Worker:
         if policy == "drop_oldest":
             while self._full_locked(snap):
                 old = self._queue.popleft()
-                self._queued_bytes -= old[SIZE]
+                self._popped += 1
                 self._queued_mem -= old[MEM]
                 self.stats.dropped += 1
                 self._unreported_drops += 1
@@ -375,7 +399,7 @@ class Worker:
                 self._progress.wait(max(0.0, end - time.monotonic()))
             snaps = list(self._queue) + self._taken
             self._queue.clear()
-            self._queued_bytes = 0
+            self._popped = self._seq
             self._queued_mem = 0
             items = self._carry + [item for batch in self._pending for item in batch]
             items += self._in_flight
@@ -394,9 +418,9 @@ class Worker:
         me = threading.current_thread()
         try:
             while True:
-                snaps, force, stop = self._take()
+                snaps, first, force, stop = self._take()
                 if snaps or (force and self._carry):
-                    self._process(snaps, force)
+                    self._process(snaps, first, force)
                 elif stop:
                     break
                 else:
@@ -431,13 +455,15 @@ class Worker:
                         self._done_seq = self._seq
                         self._progress.notify_all()
                         return
+                    first = self._popped + 1
                     snaps = self._pop_batch_locked()
-                self._process(snaps, True)
+                self._process(snaps, first, True)
         finally:
             _local.active = was_active
 
-    def _take(self) -> tuple[list[Snapshot], bool, bool]:
-        """Wait until a batch is due; return (snapshots, force-send, stop)."""
+    def _take(self) -> tuple[list[Snapshot], int, bool, bool]:
+        """Wait until a batch is due; return (snapshots, the first one's sequence number,
+        force-send, stop)."""
         interval = self.options.flush_interval
         with self._lock:
             while True:
@@ -460,24 +486,23 @@ class Worker:
                         # handler left to flush it. Now such a put starts a new thread.
                         if self._thread is threading.current_thread():
                             self._thread = None
-                        return [], False, True
+                        return [], 0, False, True
                     self._report_drops_locked()
-                    self._waiting = True
-                    self._wake.wait(_IDLE_TICK)
-                    self._waiting = False
+                    self._wait_locked(_IDLE_TICK, 1)
                     if not self._queue:
-                        return [], False, False
+                        return [], 0, False, False
                     continue
-                now = time.monotonic()
+                now = _now()
                 oldest = min(
-                    queue[0][T_MONO] if queue else now,
-                    self._carry_t_mono if self._carry else now,
+                    queue[0][CREATED] if queue else now,
+                    self._carry_created if self._carry else now,
                 )
-                due = urgent or oldest + interval <= now
+                age = now - oldest
+                due = urgent or age >= interval or age < -_CLOCK_SLACK
                 if queue and (
                     due
                     or len(queue) >= self._encode_at
-                    or self._queued_bytes >= self.batch_bytes
+                    or self._queued_mem >= self.batch_bytes
                     or len(queue) >= self.options.queue_max_records
                     or self._queued_mem >= self.options.queue_max_bytes
                 ):
@@ -487,14 +512,22 @@ class Worker:
                     # pass while they wait; an encoded item is a tuple it stops tracking.
                     # Holding records until a batch was full cost ~9 us per record in GC; waking
                     # for every record cost a Dagster run 50% (benchmarks/).
-                    return self._pop_batch_locked(), due, False
+                    first = self._popped + 1
+                    return self._pop_batch_locked(), first, due, False
                 if due:
-                    return [], True, False
-                self._waiting = True
-                self._wake.wait(oldest + interval - now)
-                self._waiting = False
+                    return [], 0, True, False
+                self._wait_locked(interval - age, self._encode_at)
 
-    _carry_t_mono = 0.0
+    def _wait_locked(self, timeout: float, wake_at: int) -> None:
+        """Wait (lock held) until ``timeout`` passes or ``put`` sees ``wake_at`` records queued
+        or a batch's worth of memory; flush, stop and exit notify directly."""
+        self._waiting = True
+        self._wake_at, self._wake_mem = wake_at, self.batch_bytes
+        self._wake.wait(timeout)
+        self._wake_at = self._wake_mem = _NEVER
+        self._waiting = False
+
+    _carry_created = 0.0
     _carry_bytes = 0
     _carry_lo = 0.0
     _carry_hi = 0.0
@@ -511,22 +544,28 @@ class Worker:
             out.append(entry)
             nbytes += size
             mem += entry[MEM]
-        self._queued_bytes -= nbytes
+        self._popped += len(out)
         self._queued_mem -= mem
         self._taken = out  # the worker's now; abandon_now can still see them
         if out:
             self._room.notify_all()
         return out
 
-    def _items_of(self, snaps: Sequence[Snapshot]) -> list[Item]:
+    def _items_of(self, snaps: Sequence[Snapshot], first: int) -> list[Item]:
         limits = self.sink.limits
         overhead = limits.per_event_overhead
         max_event = min(limits.max_event_bytes, self.batch_bytes - overhead)
         items: list[Item] = []
+        append = items.append
+        needs_event = self.sink.needs_event
         split = 0
-        for snap in snaps:
+        for seq, snap in enumerate(snaps, first):
+            fast = event_text(snap)
+            if fast is not None and fast[1] <= max_event and not needs_event:
+                append(Item(fast[0], fast[0], fast[1] + overhead, snap[CREATED], seq))
+                continue
             event = build_event(snap)
-            text, nbytes = encode(event)
+            text, nbytes = fast if fast is not None else encode(event)
             parts = [(event, text, nbytes)]
             if nbytes > max_event:
                 parts = fit_event(event, text, nbytes, max_event, self.options.oversize)
@@ -536,15 +575,7 @@ class Worker:
                     payload = self.sink.payload(part_event, part_text)
                 except Exception:
                     payload = part_text
-                items.append(
-                    Item(
-                        text=part_text,
-                        payload=payload,
-                        size=part_bytes + overhead,
-                        timestamp=snap[CREATED],
-                        seq=snap[SEQ],
-                    )
-                )
+                append(Item(part_text, payload, part_bytes + overhead, snap[CREATED], seq))
         if split:
             self.stats.add(parts_split=split)
         return items
@@ -583,12 +614,12 @@ class Worker:
             batches.append(current)
         return batches, nbytes, lo, hi
 
-    def _process(self, snaps: list[Snapshot], force: bool) -> None:
+    def _process(self, snaps: list[Snapshot], first: int, force: bool) -> None:
         """Encode ``snaps``, add them to the partial batch in hand, send every full batch; send
         the last, partial one too when ``force`` says it is due, else keep it to fill."""
         with self._lock:
             epoch, carry = self._epoch, self._carry
-        items = self._items_of(snaps)
+        items = self._items_of(snaps, first)
         batches: list[list[Item]] = []
         nbytes, lo, hi = 0, 0.0, 0.0
         if carry or items:
@@ -599,16 +630,17 @@ class Worker:
             # Age of the last batch: the carried batch's, or (conservatively) the oldest
             # snapshot's of this round when a new batch was begun.
             if len(batches) == 1 and carry:
-                oldest = self._carry_t_mono
+                oldest = self._carry_created
             else:
-                oldest = snaps[0][T_MONO] if snaps else time.monotonic()
+                oldest = snaps[0][CREATED] if snaps else _now()
             full = len(last) >= self.batch_events or nbytes >= self.batch_bytes * 0.95
-            overdue = oldest + self.options.flush_interval <= time.monotonic()
+            age = _now() - oldest
+            overdue = age >= self.options.flush_interval or age < -_CLOCK_SLACK
             more_waiting = bool(self._queue)  # a hint; read without the lock
             if not full and not overdue and (not force or more_waiting):
                 # Fill it first: more records are queued or coming, and it is not yet due.
                 new_carry = batches.pop()
-                self._carry_t_mono = oldest
+                self._carry_created = oldest
                 self._carry_bytes, self._carry_lo, self._carry_hi = nbytes, lo, hi
         with self._lock:
             if self._epoch != epoch:
@@ -632,7 +664,7 @@ class Worker:
     def _mark_done(self, upto: int | None) -> None:
         with self._lock:
             if upto is None:
-                upto = self._seq if not self._queue else self._queue[0][SEQ] - 1
+                upto = self._popped  # everything taken off the queue is settled
             if upto > self._done_seq:
                 self._done_seq = upto
                 self._progress.notify_all()

@@ -70,6 +70,7 @@ class JsonStreamSink(Sink):
             raise ConfigError("format", f"got {format!r}", "use json or gcp")
         self.stream = stream
         self.format = format
+        self.needs_event = format == "gcp"  # format json: the line is the event's text
         self.destination = stream if isinstance(stream, str) else "stream"
         self._write_lock = threading.Lock()
         if isinstance(stream, str):
