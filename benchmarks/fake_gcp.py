@@ -24,6 +24,8 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from server_tuning import calm_collector
+
 from dagster_logship.testing import FakeCloudLogging
 
 NODELAY = True
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--nagle", action="store_true", help="keep the fake's 40 ms stall")
     args = parser.parse_args(argv)
+    calm_collector()
     global NODELAY
     NODELAY = not args.nagle
     stop = threading.Event()

@@ -32,6 +32,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from server_tuning import calm_collector
+
 _JSON11 = "application/x-amz-json-1.1"
 
 
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
+    calm_collector()  # the same server-side setting as the fake Cloud Logging server
     server, _ = serve(args.port)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               daemon=True)

@@ -224,3 +224,39 @@ def test_a_handler_refusing_its_options_can_still_be_flushed_and_closed_at_shutd
         handler.close()
         assert handler.stats == {}
     del refusal
+
+
+class _Shouty(str):
+    def __str__(self) -> str:
+        return self.upper()
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "deferred"),
+    [
+        ("batch %d of %s: %.2f%% done, ok=%s, none=%s", (3, "orders", 12.5, True, None), True),
+        ("no args, 100%% literal", (), False),
+        ("%d rows", ("not a number",), True),  # fails to merge: the same text either way
+        ("%s and %s", ("only one",), True),
+        ("%(table)s", ({"table": "orders"},), False),  # a mapping: merged at the call
+        ("%s", ([1, 2],), False),  # a list could change after the call: merged at the call
+        ("%s", (_Shouty("quiet"),), False),  # a str subclass may format itself differently
+        ("%s \ud800", ("lone surrogate",), True),
+    ],
+)
+def test_deferred_message_args_merge_to_what_getmessage_gives(msg, args, deferred):
+    from dagster_logship.shipping.encoding import ARGS, _message_of, message_text
+
+    record = logging.LogRecord("m", logging.INFO, __file__, 1, msg, args, None)
+    snap = snapshot(record)
+    assert (snap[ARGS] is not None) is deferred
+    assert message_text(snap) == _message_of(record)
+
+
+def test_a_list_argument_changed_after_the_call_is_shipped_as_it_was(json_logger):
+    logger, lines = json_logger
+    rows = [1, 2]
+    logger.info("rows %s, count %d", rows, len(rows))
+    rows.append(3)
+    (event,) = lines()
+    assert event["message"] == "rows [1, 2], count 2"

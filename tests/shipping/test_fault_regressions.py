@@ -32,7 +32,7 @@ def test_exit_waits_for_the_worker_to_finish_writing_a_batch_it_spills(make_hand
     writing = threading.Event()
 
     def slow_write(events):
-        if threading.current_thread() is worker._thread:
+        if threading.current_thread() in (worker._thread, worker._sender):  # the one sending
             writing.set()
             threading.Event().wait(0.3)  # a slow disk, or an encoder starved of the GIL
         return real_write(events)

@@ -30,6 +30,7 @@ __all__ = [
     "event_facts",
     "finish_text",
     "fit_event",
+    "message_text",
     "snapshot",
 ]
 
@@ -107,8 +108,57 @@ EXTRAS = 20
 SIZE = 21
 #: memory held while queued, for queue_max_bytes
 MEM = 22
+#: the %-args still to be merged into MESSAGE (see :func:`message_text`), or None when MESSAGE
+#: is the final text
+ARGS = 23
 #: The queue holds snapshots as they are: a record's sequence number is its place in the queue
 #: (see Worker), and its age is counted from CREATED, so ``put`` builds no second tuple.
+
+
+_LogRecord = logging.LogRecord
+#: Argument types whose text cannot change after the call, so merging them into the message
+#: may wait for the worker (or the helper process).
+_SCALARS = frozenset({int, float, bool, type(None)})
+#: Memory of one deferred argument besides its text: its slot and object, with overhead.
+_ARG_MEMORY = 48
+
+
+def _message_parts(record: logging.LogRecord) -> tuple[str, tuple[Any, ...] | None, int]:
+    """(message, args still to merge or None, characters of text the args hold).
+
+    Merging ``msg % args`` is a third of what a snapshot costs. When the format string and every
+    argument are plain strings and numbers, nothing the caller does afterwards can change the
+    text, so the snapshot keeps them and :func:`message_text` merges them off the caller's
+    thread. Anything else (a custom LogRecord class, a mapping, an object whose ``str`` may
+    change) is merged here, as ``LogRecord.getMessage`` would."""
+    msg = record.msg
+    if type(msg) is str and type(record) is _LogRecord:
+        args = record.args
+        if not args:
+            return msg, None, 0
+        if type(args) is tuple:
+            chars = 0
+            for arg in args:
+                kind = type(arg)
+                if kind is str:
+                    chars += len(arg)  # type: ignore[arg-type]
+                elif kind not in _SCALARS:
+                    break
+            else:
+                return msg, args, chars + _ARG_MEMORY * len(args)
+    return _message_of(record), None, 0
+
+
+def message_text(snap: Snapshot) -> str:
+    """The record's message with its arguments merged in, as ``LogRecord.getMessage`` makes it
+    (and as ``emit`` would have, had it merged them itself)."""
+    args = snap[ARGS]
+    if args is None:
+        return snap[MESSAGE]  # type: ignore[no-any-return]
+    try:
+        return snap[MESSAGE] % args  # type: ignore[no-any-return]
+    except Exception as exc:  # bad %-args: the same text as _message_of gives
+        return f"{snap[MESSAGE]!r} (could not merge args {args!r}: {exc!r})"
 
 
 def _message_of(record: logging.LogRecord) -> str:
@@ -199,25 +249,32 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
     if raw_meta is not None and isinstance(raw_meta, dict):
         get = raw_meta.get
         message = get("orig_message")
-        if not isinstance(message, str):
-            message = _message_of(record)
-        text = len(message) + (len(exc_text) if exc_text else 0)
+        args = None
+        if isinstance(message, str):
+            text = len(message)
+        else:
+            message, args, text = _message_parts(record)
+            text += len(message)
+        if exc_text:
+            text += len(exc_text)
         return (
             created, record.levelname, record.name, record.process, message, exc_text,
             exc_type, exc_message,
             True, get("orig_message"), get("log_message_id"), get("run_id"), get("job_name"),
             get("step_key"), get("op_name"), _tags_of(get("job_tags")), get("dagster_event"),
             None, None, None,
-            extras, text + 256, text + _SNAPSHOT_MEMORY + _META_MEMORY + extras_mem,
+            extras, text + 256, text + _SNAPSHOT_MEMORY + _META_MEMORY + extras_mem, args,
         )  # fmt: skip
-    message = _message_of(record)
-    text = len(message) + (len(exc_text) if exc_text else 0)
+    message, args, text = _message_parts(record)
+    text += len(message)
+    if exc_text:
+        text += len(exc_text)
     return (
         created, record.levelname, record.name, record.process, message, exc_text,
         exc_type, exc_message,
         False, None, None, None, None, None, None, None, None,
         record.pathname, record.lineno, record.funcName,
-        extras, text + 256, text + _SNAPSHOT_MEMORY + extras_mem,
+        extras, text + 256, text + _SNAPSHOT_MEMORY + extras_mem, args,
     )  # fmt: skip
 
 
@@ -303,7 +360,7 @@ def build_event(snap: Snapshot) -> dict[str, Any]:
     event: dict[str, Any] = {
         "timestamp": _rfc3339(snap[CREATED]),
         "level": snap[LEVEL],
-        "message": snap[MESSAGE],
+        "message": message_text(snap),
         "logger": snap[LOGGER],
         "orig_message": None,
         "log_message_id": None,

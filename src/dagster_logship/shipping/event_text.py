@@ -30,7 +30,6 @@ from .encoding import (
     LEVEL,
     LOG_MESSAGE_ID,
     LOGGER,
-    MESSAGE,
     OP_NAME,
     ORIG_MESSAGE,
     PID,
@@ -44,6 +43,7 @@ from .encoding import (
     _rfc3339,
     event_facts,
     finish_text,
+    message_text,
 )
 
 __all__ = ["event_text"]
@@ -146,7 +146,7 @@ def event_text(snap: Snapshot) -> tuple[str, int] | None:
             fragments = _fragments_of(snap, key, event_type, pid)
             if fragments is None:
                 return None
-        message = snap[MESSAGE]
+        message = message_text(snap)
         text_message = encode_basestring(message)
         if orig is None:
             text_orig = "null"

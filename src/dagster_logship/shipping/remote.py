@@ -44,7 +44,7 @@ from typing import Any, BinaryIO
 
 from . import stdio
 from .encoding import (
-    CREATED,
+    ARGS,
     DAGSTER_EVENT,
     EXTRAS,
     JOB_TAGS,
@@ -57,7 +57,7 @@ from .options import ShippingOptions
 from .sink import Sink
 from .spill import diagnostic
 from .stats import DeliveryStats
-from .worker import _CLOCK_SLACK, Worker, _local
+from .worker import Worker, _local
 
 __all__ = ["ProcessWorker", "SinkSpec", "make_worker", "plain_snapshot"]
 
@@ -139,7 +139,7 @@ def plain_snapshot(snap: Snapshot) -> Snapshot:
     through the JSON encoder, anything else as its ``str``. The helper encodes the same event."""
     out = list(snap)
     for i, value in enumerate(out):
-        if type(value) in _PLAIN_TYPES:
+        if type(value) in _PLAIN_TYPES or i == ARGS:  # deferred %-args are plain by construction
             continue
         if i == DAGSTER_EVENT:
             out[i] = event_facts(value)
@@ -291,12 +291,11 @@ class ProcessWorker(Worker):
                     or self._stopping
                     or self._abandon_at is not None
                 )
-                now = time.time()
-                age = now - queue[0][CREATED] if queue else 0.0
+                age = time.monotonic() - self._head_at if queue else 0.0
                 if queue and (
                     urgent
                     or len(queue) >= self._encode_at
-                    or not -_CLOCK_SLACK <= age < _FORWARD_INTERVAL
+                    or age >= _FORWARD_INTERVAL
                     or self._queued_mem * 2 >= self.options.queue_max_bytes
                 ):
                     first = self._popped + 1
@@ -308,7 +307,7 @@ class ProcessWorker(Worker):
                         out = [queue.popleft() for _ in range(_FRAME_RECORDS)]
                         self._queued_mem -= sum([s[MEM] for s in out])
                     self._popped += len(out)
-                    self._taken = out
+                    self._taken, self._taken_first = out, first
                     self._room.notify_all()
                     return out, first, 0, False
                 if self._flush_target > self._asked:
@@ -512,11 +511,6 @@ class ProcessWorker(Worker):
             f"had not confirmed may be lost (counted as lost); shipping from a thread of this "
             f"process from now on"
         )
-
-    def _mark_done_locked(self, upto: int) -> None:
-        if upto > self._done_seq:
-            self._done_seq = upto
-            self._progress.notify_all()
 
 
 def _local_records(options: ShippingOptions) -> int:

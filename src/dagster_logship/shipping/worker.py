@@ -1,10 +1,11 @@
-"""The batching worker: one bounded queue and one thread per destination per process.
+"""The batching worker: one bounded queue and two threads per destination per process.
 
-The caller's thread only appends to the queue (:meth:`Worker.put`). The worker thread encodes,
-forms batches the sink can send whole, sends them with retries, and disposes of every record as
-delivered, rejected (spilled) or spilled. Workers are shared through a registry keyed by
-destination, so building a logger again and again reuses one thread and one client; a worker
-whose last handler is gone drains and stops.
+The caller's thread only appends to the queue (:meth:`Worker.put`). The worker thread encodes
+and forms batches the sink can send whole; the sender thread sends them, one request at a time
+and in order, with retries, and disposes of every record as delivered, rejected (spilled) or
+spilled. While one request is out the worker encodes the next batch, and no further ahead.
+Workers are shared through a registry keyed by destination, so building a logger again and
+again reuses the threads and one client; a worker whose last handler is gone drains and stops.
 
 Process lifecycle is handled here too: after ``fork`` the child gets fresh locks and an empty
 queue (the parent ships what it had queued); at interpreter exit, and at the end of a
@@ -26,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from queue import SimpleQueue
 from typing import Any
 from weakref import WeakSet
@@ -50,10 +52,9 @@ __all__ = [
 ]
 
 _IDLE_TICK = 1.0
-_now = time.time
-#: A record whose creation time is further than this ahead of the clock counts as due: the clock
-#: was stepped back, and waiting for it to catch up could take hours.
-_CLOCK_SLACK = 1.0
+#: ``time.sleep(0)`` releases the GIL, and hands it to a thread waiting for it (see _items_of).
+_yield_gil = partial(time.sleep, 0)
+_monotonic = time.monotonic
 #: ``_wake_at`` / ``_wake_mem`` while the worker is not waiting for records.
 _NEVER = 1 << 62
 #: The worker encodes queued records once this many are waiting (or a batch's bytes, or on
@@ -180,6 +181,11 @@ class Worker:
         self._seq = 0
         self._popped = 0
         self._done_seq = 0
+        # When the oldest queued record was enqueued, at the latest: set when ``put`` finds the
+        # queue empty (one clock reading per burst, not per record); a partial take leaves it,
+        # which can only make the rest look older, and so be sent sooner.
+        self._head_at = 0.0
+        self._taken_at = 0.0  # _head_at of the records last taken
         # What makes ``put`` wake the waiting worker: this queue length or this much memory.
         self._wake_at = 1
         self._wake_mem = _NEVER
@@ -193,9 +199,14 @@ class Worker:
         # snapshots popped and being encoded, a partial batch kept to fill, batches formed and
         # not yet started, the batch being sent. ``_epoch`` changes when abandon_now took them.
         self._taken: list[Snapshot] = []
+        self._taken_first = 0  # sequence number of _taken[0]
         self._carry: list[Item] = []
-        self._pending: list[list[Item]] = []
+        self._pending: deque[list[Item]] = deque()
         self._in_flight: list[Item] = []
+        # The sender thread sends the batches the worker thread forms, one request at a time,
+        # while the worker encodes the next ones (see _process and _send_loop).
+        self._sender: threading.Thread | None = None
+        self._send_ready = threading.Condition(self._lock)
         self._epoch = 0
         self._disposing = False  # the worker is spilling what its batch in flight left
         self._degraded = False
@@ -233,6 +244,8 @@ class Worker:
                 if not self._make_room_locked(snap):
                     return
                 mem = self._queued_mem + snap[MEM]
+            if not queue:
+                self._head_at = _monotonic()
             queue.append(snap)
             self._queued_mem = mem
             self._seq += 1
@@ -250,6 +263,8 @@ class Worker:
         start_inline = False
         with self._lock:
             queue = self._queue
+            if not queue:
+                self._head_at = _monotonic()
             mem = sum([snap[MEM] for snap in snaps])
             room = self._max_records - len(queue)
             if len(snaps) <= room and self._queued_mem + mem <= self._max_mem:
@@ -353,8 +368,12 @@ class Worker:
         with self._lock:
             self._stopping = True
             self._wake.notify()
+            self._send_ready.notify()
             if self._thread is None:
-                release = not self._start_locked() if self._queue or self._carry else True
+                if self._queue or self._carry:
+                    release = not self._start_locked()
+                else:  # or the sender, still sending, releases it when done
+                    release = self._releasable_locked()
         if release:
             self._release_sink()
 
@@ -403,7 +422,8 @@ class Worker:
             self._queued_mem = 0
             items = self._carry + [item for batch in self._pending for item in batch]
             items += self._in_flight
-            self._carry, self._taken, self._pending, self._in_flight = [], [], [], []
+            self._carry, self._taken, self._in_flight = [], [], []
+            self._pending = deque()
             self._epoch += 1
             self._done_seq = self._seq
             self._progress.notify_all()
@@ -431,16 +451,25 @@ class Worker:
             with self._lock:
                 if self._thread is me:
                     self._thread = None
-                # A put after _take said stop may have started a successor: it owns the sink.
-                stopping = (
-                    self._thread is None
-                    and self._stopping
-                    and not self._queue
-                    and not self._carry
-                )
+                # A put after _take said stop may have started a successor: it owns the sink;
+                # a sender still sending releases it when it is done.
+                stopping = self._releasable_locked()
+                self._send_ready.notify()
                 self._progress.notify_all()
             if stopping:
                 self._release_sink()
+
+    def _releasable_locked(self) -> bool:
+        """No thread runs and nothing is held: the sink's client can be let go."""
+        return (
+            self._stopping
+            and self._thread is None
+            and self._sender is None
+            and not self._queue
+            and not self._carry
+            and not self._pending
+            and not self._in_flight
+        )
 
     def _drain_inline(self, deadline: float) -> None:
         """Deliver from the calling thread (no worker thread could be started)."""
@@ -452,8 +481,7 @@ class Worker:
             while True:
                 with self._lock:
                     if not self._queue and not self._carry:
-                        self._done_seq = self._seq
-                        self._progress.notify_all()
+                        self._mark_done_locked(None)
                         return
                     first = self._popped + 1
                     snaps = self._pop_batch_locked()
@@ -474,9 +502,7 @@ class Worker:
                     or self._abandon_at is not None
                 )
                 if not queue and not self._carry:
-                    if self._done_seq != self._seq:
-                        self._done_seq = self._seq
-                        self._progress.notify_all()
+                    self._mark_done_locked(None)  # up to a batch the sender still has
                     if self._stopping:
                         # FIX (issue 6): the thread gives up its slot while still holding the
                         # lock. It used to do so later, in _run's ``finally``: a record put in
@@ -492,13 +518,13 @@ class Worker:
                     if not self._queue:
                         return [], 0, False, False
                     continue
-                now = _now()
+                now = _monotonic()
                 oldest = min(
-                    queue[0][CREATED] if queue else now,
-                    self._carry_created if self._carry else now,
+                    self._head_at if queue else now,
+                    self._carry_at if self._carry else now,
                 )
                 age = now - oldest
-                due = urgent or age >= interval or age < -_CLOCK_SLACK
+                due = urgent or age >= interval
                 if queue and (
                     due
                     or len(queue) >= self._encode_at
@@ -527,7 +553,7 @@ class Worker:
         self._wake_at = self._wake_mem = _NEVER
         self._waiting = False
 
-    _carry_created = 0.0
+    _carry_at = 0.0
     _carry_bytes = 0
     _carry_lo = 0.0
     _carry_hi = 0.0
@@ -544,6 +570,8 @@ class Worker:
             out.append(entry)
             nbytes += size
             mem += entry[MEM]
+        self._taken_first = self._popped + 1
+        self._taken_at = self._head_at
         self._popped += len(out)
         self._queued_mem -= mem
         self._taken = out  # the worker's now; abandon_now can still see them
@@ -560,6 +588,8 @@ class Worker:
         needs_event = self.sink.needs_event
         split = 0
         for seq, snap in enumerate(snaps, first):
+            if not seq & 31 and self._in_flight:
+                _yield_gil()
             fast = event_text(snap)
             if fast is not None and fast[1] <= max_event and not needs_event:
                 append(Item(fast[0], fast[0], fast[1] + overhead, snap[CREATED], seq))
@@ -618,7 +648,7 @@ class Worker:
         """Encode ``snaps``, add them to the partial batch in hand, send every full batch; send
         the last, partial one too when ``force`` says it is due, else keep it to fill."""
         with self._lock:
-            epoch, carry = self._epoch, self._carry
+            epoch, carry, taken_at = self._epoch, self._carry, self._taken_at
         items = self._items_of(snaps, first)
         batches: list[list[Item]] = []
         nbytes, lo, hi = 0, 0.0, 0.0
@@ -630,45 +660,121 @@ class Worker:
             # Age of the last batch: the carried batch's, or (conservatively) the oldest
             # snapshot's of this round when a new batch was begun.
             if len(batches) == 1 and carry:
-                oldest = self._carry_created
+                oldest = self._carry_at
             else:
-                oldest = snaps[0][CREATED] if snaps else _now()
+                oldest = taken_at if snaps else _monotonic()
             full = len(last) >= self.batch_events or nbytes >= self.batch_bytes * 0.95
-            age = _now() - oldest
-            overdue = age >= self.options.flush_interval or age < -_CLOCK_SLACK
+            overdue = oldest + self.options.flush_interval <= _monotonic()
             more_waiting = bool(self._queue)  # a hint; read without the lock
             if not full and not overdue and (not force or more_waiting):
                 # Fill it first: more records are queued or coming, and it is not yet due.
                 new_carry = batches.pop()
-                self._carry_created = oldest
+                self._carry_at = oldest
                 self._carry_bytes, self._carry_lo, self._carry_hi = nbytes, lo, hi
         with self._lock:
             if self._epoch != epoch:
                 return  # abandoned meanwhile (process exit): abandon_now spilled all of it
-            self._taken, self._carry, self._pending = [], new_carry, list(batches)
-        if not items and not carry:
-            self._mark_done(None)
+            self._taken, self._carry = [], new_carry
+            self._pending.extend(batches)
+            if not self._pending:
+                self._mark_done_locked(None)
+                return
+            handed = self._hand_over_locked()
+        if not handed:  # no sender thread (interpreter shutting down): send from here
+            self._send_pending(epoch)
             return
-        for i in range(len(batches)):
+        # Double buffering: return to encode the next round once the sender has taken these
+        # (one batch in flight, the next being encoded), no further ahead: what waits stays in
+        # the bounded queue. While a request is out this thread encodes, and a service that takes
+        # its time to answer no longer stalls the encoding (benchmarks/: Cloud Logging).
+        with self._lock:
+            while self._pending and self._epoch == epoch and self._sender is not None:
+                self._progress.wait(_IDLE_TICK)
+
+    def _hand_over_locked(self) -> bool:
+        """Wake the sender for the pending batches, starting it if needed; False if no thread
+        can be started."""
+        if self._sender is None:
+            thread = threading.Thread(
+                target=self._send_loop,
+                name=f"dagster-logship send {self.sink.destination}",
+                daemon=True,
+            )
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down
+                return False
+            self._sender = thread
+        self._send_ready.notify()
+        return True
+
+    def _send_pending(self, epoch: int) -> None:
+        """Send the pending batches in order from this thread."""
+        while True:
             with self._lock:
                 if self._epoch != epoch or not self._pending:
                     return
-                batch = self._pending.pop(0)
-                self._in_flight = batch
+                batch = self._in_flight = self._pending.popleft()
             self._deliver(batch, epoch)
-            following = batches[i + 1] if i + 1 < len(batches) else new_carry
-            self._mark_done(following[0].seq - 1 if following else None)
-        if not batches and not new_carry:
             self._mark_done(None)
+
+    def _send_loop(self) -> None:
+        """The sender thread: one batch at a time, in order, while batches are handed over; it
+        ends when nothing is pending and the worker thread has ended."""
+        _local.active = True
+        me = threading.current_thread()
+        release = False
+        try:
+            while True:
+                with self._lock:
+                    while not self._pending:
+                        if self._thread is None or self._sender is not me:
+                            if self._sender is me:
+                                self._sender = None
+                            release = self._releasable_locked()
+                            self._progress.notify_all()
+                            return
+                        self._send_ready.wait(_IDLE_TICK)
+                    batch = self._in_flight = self._pending.popleft()
+                    epoch = self._epoch
+                    self._progress.notify_all()  # the worker may encode the next round
+                self._deliver(batch, epoch)
+                self._mark_done(None)
+        except BaseException as exc:  # pragma: no cover - a bug; make it visible
+            diagnostic(f"sender for {self.sink.destination} failed: {exc!r}")
+        finally:
+            with self._lock:
+                if self._sender is me:
+                    self._sender = None
+                self._progress.notify_all()
+            if release:
+                self._release_sink()
+
+    def _first_unsettled_locked(self) -> int:
+        """The sequence number of the oldest record not yet delivered or disposed of: records
+        move queue -> taken (being encoded) -> carry -> pending -> in flight, oldest first."""
+        if self._in_flight:
+            return self._in_flight[0].seq
+        if self._pending:
+            return self._pending[0][0].seq
+        if self._carry:
+            return self._carry[0].seq
+        if self._taken:
+            return self._taken_first
+        return self._popped + 1
 
     def _mark_done(self, upto: int | None) -> None:
         with self._lock:
-            if upto is None:
-                upto = self._popped  # everything taken off the queue is settled
-            if upto > self._done_seq:
-                self._done_seq = upto
-                self._progress.notify_all()
-            self._report_drops_locked()
+            self._mark_done_locked(upto)
+
+    def _mark_done_locked(self, upto: int | None) -> None:
+        """Everything up to ``upto`` is settled (None: up to what the worker still holds)."""
+        if upto is None:
+            upto = self._first_unsettled_locked() - 1
+        if upto > self._done_seq:
+            self._done_seq = upto
+            self._progress.notify_all()
+        self._report_drops_locked()
 
     def _report_drops_locked(self) -> None:
         if self._unreported_drops:
