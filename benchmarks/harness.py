@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 
 import report  # noqa: E402
 
-SECTIONS = ("moto", "caller", "throughput", "memory", "dagster", "scaling")
+SECTIONS = ("moto", "caller", "caller_dagster", "throughput", "memory", "dagster", "scaling")
 
 #: Which cases each section runs (keys of cases.CASES).
 PROC = ["logship_cw_proc", "logship_gcp_proc", "logship_json_proc"]
@@ -38,6 +38,7 @@ ALL = ["null", "logship_cw", "logship_gcp", "logship_json", *PROC, "watchtower",
 CASES_OF = {
     "moto": ["logship_cw", "logship_cw_proc", "watchtower", "dagster_aws"],
     "caller": ALL,
+    "caller_dagster": ALL,
     "throughput": ["logship_cw", "logship_cw_proc", "watchtower", "dagster_aws", "logship_gcp",
                    "logship_gcp_proc", "gcl", "logship_json", "logship_json_proc",
                    "dagster_json"],
@@ -55,6 +56,8 @@ FULL: dict[str, dict[str, Any]] = {
     "moto": {"n": 100, "budget": 60},
     "caller": {"n": 50_000, "reps": 3, "rounds": 3, "budget": 30,
                "slow": {"n": 1_000}},
+    "caller_dagster": {"n": 50_000, "reps": 3, "rounds": 3, "budget": 30,
+                       "slow": {"n": 1_000}},
     "throughput": {"n": 100_000, "reps": 1, "rounds": 3, "budget": 120,
                    "slow": {"n": 2_000}},
     "memory": {"n": 1_000_000, "budget": 180, "slow": {"budget": 30}},
@@ -66,6 +69,7 @@ FULL: dict[str, dict[str, Any]] = {
 QUICK = {
     "moto": {"n": 20, "budget": 20},
     "caller": {"n": 2_000, "reps": 2, "rounds": 1, "budget": 5, "slow": {"n": 50}},
+    "caller_dagster": {"n": 2_000, "reps": 2, "rounds": 1, "budget": 5, "slow": {"n": 50}},
     "throughput": {"n": 5_000, "reps": 1, "rounds": 1, "budget": 10, "slow": {"n": 100}},
     "memory": {"n": 50_000, "budget": 4, "slow": {"budget": 1}},
     "dagster": {"n": 200, "reps": 1, "rounds": 1, "budget": 20, "warmup": 0},

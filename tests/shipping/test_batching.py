@@ -91,3 +91,35 @@ def test_flush_interval_bounds_latency_of_a_partial_batch_after_a_full_one(make_
     assert sink.wait_calls(2, timeout=5)
     assert [len(c) for c in sink.calls] == [10, 3]
     assert wait_until(lambda: handler.stats["delivered"] == 13)
+
+
+def test_while_records_keep_coming_the_worker_waits_then_ships_without_a_flush(
+    make_handler, sink, monkeypatch
+):
+    """The worker shares the GIL with the code that logs: it encodes once records stop coming
+    (here after a second of quiet), not between them."""
+    from dagster_logship.shipping import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "_QUIET", 1.0)
+    _, logger = make_handler(max_batch_size=5, flush_interval=60)
+    for i in range(20):
+        logger.info("m%d", i)
+        time.sleep(0.01)  # a steady stream, never quiet for a second
+    assert sink.calls == []  # nothing encoded or sent while they kept coming
+    assert sink.wait_calls(4, timeout=10)  # then the four full batches, with no flush
+    assert sink.messages() == [f"m{i}" for i in range(20)]
+
+
+def test_a_half_full_queue_starts_the_worker_even_while_records_keep_coming(
+    make_handler, sink, monkeypatch
+):
+    from dagster_logship.shipping import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "_QUIET", 60.0)
+    handler, logger = make_handler(max_batch_size=5, flush_interval=60, queue_max_records=20)
+    for i in range(10):  # half of queue_max_records
+        logger.info("m%d", i)
+    assert sink.wait_calls(1, timeout=10)  # it takes batches until the queue is below half
+    assert sink.messages()[:5] == [f"m{i}" for i in range(5)]
+    assert handler.flush(5)
+    assert sink.messages() == [f"m{i}" for i in range(10)]

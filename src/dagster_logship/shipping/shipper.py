@@ -80,7 +80,7 @@ def main(config: dict[str, Any], records: BinaryIO) -> None:
     try:
         factory = getattr(importlib.import_module(module_name), name)
         sink = factory(*args, **kwargs)
-        worker = Worker(sink, ShippingOptions(**config["options"]))
+        worker = Worker(sink, ShippingOptions(**config["options"]), eager=True)
     except Exception as exc:
         # Nothing was sent to us yet: the logging process ships from a thread instead.
         diagnostic(f"shipper process could not start: {type(exc).__name__}: {exc}")

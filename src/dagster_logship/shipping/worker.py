@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 _IDLE_TICK = 1.0
+#: The worker of a logging process starts encoding once no record has arrived for this long (or
+#: a batch is due, or the queue is half full): see Worker._take.
+_QUIET = 0.02
 #: ``time.sleep(0)`` releases the GIL, and hands it to a thread waiting for it (see _items_of).
 _yield_gil = partial(time.sleep, 0)
 _monotonic = time.monotonic
@@ -135,9 +138,12 @@ class _Abandoned(Exception):
 class Worker:
     """Queue, thread, batching and retries for one destination."""
 
-    def __init__(self, sink: Sink, options: ShippingOptions) -> None:
+    def __init__(self, sink: Sink, options: ShippingOptions, eager: bool = False) -> None:
         self.sink = sink
         self.options = options
+        #: Encode as records arrive rather than when the logging code pauses (see _take): for a
+        #: worker that shares its process with no application, a shipper: process helper.
+        self.eager = eager
         limits = sink.limits
         self.batch_events = min(
             options.max_batch_size or limits.max_batch_events, limits.max_batch_events
@@ -146,6 +152,8 @@ class Worker:
             options.max_batch_bytes or limits.max_batch_bytes, limits.max_batch_bytes
         )
         self._encode_at = min(_ENCODE_AT, self.batch_events)
+        self._busy_records = max(1, options.queue_max_records // 2)
+        self._busy_mem = max(1, options.queue_max_bytes // 2)
         self._max_records = options.queue_max_records
         self._max_mem = options.queue_max_bytes
         self.spill = Spill(options.spill_path, sink.destination)
@@ -185,6 +193,7 @@ class Worker:
         # queue empty (one clock reading per burst, not per record); a partial take leaves it,
         # which can only make the rest look older, and so be sent sooner.
         self._head_at = 0.0
+        self._seen_seq = 0
         self._taken_at = 0.0  # _head_at of the records last taken
         # What makes ``put`` wake the waiting worker: this queue length or this much memory.
         self._wake_at = 1
@@ -525,30 +534,44 @@ class Worker:
                 )
                 age = now - oldest
                 due = urgent or age >= interval
-                if queue and (
-                    due
-                    or len(queue) >= self._encode_at
-                    or self._queued_mem >= self.batch_bytes
-                    or len(queue) >= self.options.queue_max_records
-                    or self._queued_mem >= self.options.queue_max_bytes
-                ):
-                    # Encode a few hundred records at a time, full batch or not; sending still
-                    # waits for a full batch or for flush_interval. A queued record is a
-                    # LogRecord and its dicts, which CPython's garbage collector walks on every
-                    # pass while they wait; an encoded item is a tuple it stops tracking.
-                    # Holding records until a batch was full cost ~9 us per record in GC; waking
-                    # for every record cost a Dagster run 50% (benchmarks/).
+                if self.eager:
+                    # A helper process (shipper: process) has no application to yield to: it
+                    # encodes a few hundred records at a time, full batch or not; sending still
+                    # waits for a full batch or for flush_interval.
+                    start = (
+                        len(queue) >= min(self._encode_at, self._max_records)
+                        or self._queued_mem >= min(self.batch_bytes, self._max_mem)
+                    )
+                else:
+                    # In the logging process the worker shares the GIL with the code that logs:
+                    # while records keep coming it waits (every record it encoded meanwhile cost
+                    # the caller its time, ~3 us each), and starts once they stop for _QUIET, a
+                    # batch is due, or the queue is half full. The work is the same, done when
+                    # the application pauses (often in I/O or C code, which releases the GIL).
+                    start = (
+                        self._seq == self._seen_seq
+                        or len(queue) >= self._busy_records
+                        or self._queued_mem >= self._busy_mem
+                    )
+                if queue and (due or start):
                     first = self._popped + 1
                     return self._pop_batch_locked(), first, due, False
                 if due:
                     return [], 0, True, False
-                self._wait_locked(interval - age, self._encode_at)
+                if self.eager:
+                    self._wait_locked(interval - age, self._encode_at)
+                else:
+                    self._seen_seq = self._seq
+                    self._wait_locked(
+                        min(_QUIET, interval - age), self._busy_records, self._busy_mem
+                    )
 
-    def _wait_locked(self, timeout: float, wake_at: int) -> None:
+    def _wait_locked(self, timeout: float, wake_at: int, wake_mem: int | None = None) -> None:
         """Wait (lock held) until ``timeout`` passes or ``put`` sees ``wake_at`` records queued
-        or a batch's worth of memory; flush, stop and exit notify directly."""
+        or ``wake_mem`` bytes (a batch's worth); flush, stop and exit notify directly."""
         self._waiting = True
-        self._wake_at, self._wake_mem = wake_at, self.batch_bytes
+        self._wake_at = wake_at
+        self._wake_mem = self.batch_bytes if wake_mem is None else wake_mem
         self._wake.wait(timeout)
         self._wake_at = self._wake_mem = _NEVER
         self._waiting = False
