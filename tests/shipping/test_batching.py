@@ -93,21 +93,36 @@ def test_flush_interval_bounds_latency_of_a_partial_batch_after_a_full_one(make_
     assert wait_until(lambda: handler.stats["delivered"] == 13)
 
 
-def test_while_records_keep_coming_the_worker_waits_then_ships_without_a_flush(
+def test_in_a_burst_the_worker_waits_for_a_pause_then_ships_without_a_flush(
     make_handler, sink, monkeypatch
 ):
-    """The worker shares the GIL with the code that logs: it encodes once records stop coming
-    (here after a second of quiet), not between them."""
+    """The worker shares the GIL with the code that logs: in a tight loop it encodes nothing
+    until the loop pauses (here for a second), then everything."""
     from dagster_logship.shipping import worker as worker_module
 
     monkeypatch.setattr(worker_module, "_QUIET", 1.0)
     _, logger = make_handler(max_batch_size=5, flush_interval=60)
-    for i in range(20):
-        logger.info("m%d", i)
-        time.sleep(0.01)  # a steady stream, never quiet for a second
+    n, end = 0, time.monotonic() + 0.2  # 40 switch intervals: an eager worker would send
+    while time.monotonic() < end:
+        logger.info("m%d", n)
+        n += 1
     assert sink.calls == []  # nothing encoded or sent while they kept coming
-    assert sink.wait_calls(4, timeout=10)  # then the four full batches, with no flush
-    assert sink.messages() == [f"m{i}" for i in range(20)]
+    assert wait_until(lambda: len(sink.messages()) >= n - n % 5, timeout=20)  # then all full
+    assert sink.messages()[: n - n % 5] == [f"m{i}" for i in range(n - n % 5)]  # batches
+
+
+def test_a_slow_stream_is_encoded_as_it_comes(make_handler, sink, monkeypatch):
+    """Records far apart (a Dagster op's log calls are ~300 us apart) are no burst: full
+    batches go out while they keep coming, without waiting for a pause."""
+    from dagster_logship.shipping import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "_QUIET", 60.0)
+    _, logger = make_handler(max_batch_size=5, flush_interval=60)
+    for i in range(10):
+        logger.info("m%d", i)
+        time.sleep(0.01)
+    assert sink.wait_calls(2, timeout=10)
+    assert sink.messages() == [f"m{i}" for i in range(10)]
 
 
 def test_a_half_full_queue_starts_the_worker_even_while_records_keep_coming(

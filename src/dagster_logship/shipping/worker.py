@@ -52,8 +52,10 @@ __all__ = [
 ]
 
 _IDLE_TICK = 1.0
-#: The worker of a logging process starts encoding once no record has arrived for this long (or
-#: a batch is due, or the queue is half full): see Worker._take.
+#: Records per second above which a logging process's worker leaves the GIL to the code that
+#: logs until it pauses for _QUIET (or a batch is due, or the queue is half full): see
+#: Worker._pace_locked.
+_BURST_RATE = 20_000.0
 _QUIET = 0.02
 #: ``time.sleep(0)`` releases the GIL, and hands it to a thread waiting for it (see _items_of).
 _yield_gil = partial(time.sleep, 0)
@@ -193,6 +195,10 @@ class Worker:
         # queue empty (one clock reading per burst, not per record); a partial take leaves it,
         # which can only make the rest look older, and so be sent sooner.
         self._head_at = 0.0
+        # A burst: records coming faster than _BURST_RATE; the worker waits for a pause (see
+        # _pace_locked), then drains the queue. _seen_seq: what _seq was when it last looked.
+        self._burst = False
+        self._draining = False
         self._seen_seq = 0
         self._taken_at = 0.0  # _head_at of the records last taken
         # What makes ``put`` wake the waiting worker: this queue length or this much memory.
@@ -534,37 +540,49 @@ class Worker:
                 )
                 age = now - oldest
                 due = urgent or age >= interval
-                if self.eager:
-                    # A helper process (shipper: process) has no application to yield to: it
-                    # encodes a few hundred records at a time, full batch or not; sending still
-                    # waits for a full batch or for flush_interval.
-                    start = (
-                        len(queue) >= min(self._encode_at, self._max_records)
-                        or self._queued_mem >= min(self.batch_bytes, self._max_mem)
-                    )
-                else:
-                    # In the logging process the worker shares the GIL with the code that logs:
-                    # while records keep coming it waits (every record it encoded meanwhile cost
-                    # the caller its time, ~3 us each), and starts once they stop for _QUIET, a
-                    # batch is due, or the queue is half full. The work is the same, done when
-                    # the application pauses (often in I/O or C code, which releases the GIL).
-                    start = (
-                        self._seq == self._seen_seq
-                        or len(queue) >= self._busy_records
-                        or self._queued_mem >= self._busy_mem
-                    )
+                # Encode a few hundred records at a time, full batch or not (sending still waits
+                # for a full batch or for flush_interval)...
+                start = (
+                    len(queue) >= min(self._encode_at, self._max_records)
+                    or self._queued_mem >= min(self.batch_bytes, self._max_mem)
+                )
+                if not self.eager and queue:
+                    start = self._pace_locked(start, now)
                 if queue and (due or start):
                     first = self._popped + 1
                     return self._pop_batch_locked(), first, due, False
                 if due:
                     return [], 0, True, False
-                if self.eager:
-                    self._wait_locked(interval - age, self._encode_at)
-                else:
+                if self._burst:
                     self._seen_seq = self._seq
                     self._wait_locked(
                         min(_QUIET, interval - age), self._busy_records, self._busy_mem
                     )
+                else:
+                    self._wait_locked(interval - age, self._encode_at)
+
+    def _pace_locked(self, start: bool, now: float) -> bool:
+        """...except in a burst. In the logging process the worker shares the GIL with the code
+        that logs: when records come faster than _BURST_RATE (a tight loop), every record it
+        encoded meanwhile cost that code its time, ~3 us each. Then it waits until they stop
+        for _QUIET (and encodes all of them), or until the queue is half full (a batch at a
+        time), or a batch is due. The work is the same, done when the code pauses (often in
+        I/O or C code, which releases the GIL). Slower streams (a Dagster op's log calls are
+        ~300 us apart) are encoded as they come: waking to look for a pause would cost more."""
+        busy = len(self._queue) >= self._busy_records or self._queued_mem >= self._busy_mem
+        if self._burst:
+            if self._seq == self._seen_seq:  # a pause: encode everything queued
+                self._burst = False
+                self._draining = True
+                return True
+            return busy
+        if self._draining:
+            return True
+        if start and len(self._queue) > _BURST_RATE * (now - self._head_at):
+            self._burst = True
+            self._seen_seq = self._seq
+            return busy
+        return start
 
     def _wait_locked(self, timeout: float, wake_at: int, wake_mem: int | None = None) -> None:
         """Wait (lock held) until ``timeout`` passes or ``put`` sees ``wake_at`` records queued
@@ -596,6 +614,8 @@ class Worker:
         self._taken_first = self._popped + 1
         self._taken_at = self._head_at
         self._popped += len(out)
+        if not queue:
+            self._draining = False
         self._queued_mem -= mem
         self._taken = out  # the worker's now; abandon_now can still see them
         if out:
