@@ -210,13 +210,8 @@ def _created_of(value: Any) -> float:
     return created if math.isfinite(created) and -1e11 < created < 1e11 else time.time()
 
 
-def snapshot(record: logging.LogRecord) -> Snapshot:
-    """Fix what ``record`` says at the time of the call, as plain values. Never raises."""
-    attributes = record.__dict__
-    created = record.created
-    if type(created) is not float or not -1e11 < created < 1e11:  # NaN fails both tests
-        created = _created_of(created)
-    raw_meta = attributes.get(_DAGSTER_META)
+def _exception_parts(record: logging.LogRecord) -> tuple[str | None, str | None, str | None]:
+    """(traceback and stack text, exception type name, exception text) of a record."""
     exc_text = exc_type = exc_message = None
     exc_info = record.exc_info
     if exc_info:
@@ -231,6 +226,20 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
         exc_text = record.exc_text
     if record.stack_info:
         exc_text = (exc_text + "\n" if exc_text else "") + record.stack_info
+    return exc_text, exc_type, exc_message
+
+
+def snapshot(record: logging.LogRecord) -> Snapshot:
+    """Fix what ``record`` says at the time of the call, as plain values. Never raises."""
+    attributes = record.__dict__
+    created = record.created
+    if type(created) is not float or not -1e11 < created < 1e11:  # NaN fails both tests
+        created = _created_of(created)
+    raw_meta = attributes.get(_DAGSTER_META)
+    if record.exc_info or record.exc_text or record.stack_info:
+        exc_text, exc_type, exc_message = _exception_parts(record)
+    else:
+        exc_text = exc_type = exc_message = None
     extras = None
     extras_mem = 0
     try:
@@ -248,7 +257,7 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
         extras = None
     if raw_meta is not None and isinstance(raw_meta, dict):
         get = raw_meta.get
-        message = get("orig_message")
+        message = orig = get("orig_message")
         args = None
         if isinstance(message, str):
             text = len(message)
@@ -257,11 +266,14 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
             text += len(message)
         if exc_text:
             text += len(exc_text)
+        tags = get("job_tags")
+        last_tags = _last_tags  # the run's one tags mapping, unchanged: its shared pairs
+        pairs = last_tags[2] if tags is last_tags[0] and tags == last_tags[1] else _tags_of(tags)
         return (
             created, record.levelname, record.name, record.process, message, exc_text,
             exc_type, exc_message,
-            True, get("orig_message"), get("log_message_id"), get("run_id"), get("job_name"),
-            get("step_key"), get("op_name"), _tags_of(get("job_tags")), get("dagster_event"),
+            True, orig, get("log_message_id"), get("run_id"), get("job_name"),
+            get("step_key"), get("op_name"), pairs, get("dagster_event"),
             None, None, None,
             extras, text + 256, text + _SNAPSHOT_MEMORY + _META_MEMORY + extras_mem, args,
         )  # fmt: skip

@@ -63,6 +63,7 @@ class ShippingHandler(logging.Handler):
     _finalizer: weakref.finalize[Any, Any] | None = None
     _last_stats: dict[str, int] | None = None
     _suppressed = 0
+    _emit_errors = 0
 
     def __init__(
         self,
@@ -116,7 +117,14 @@ class ShippingHandler(logging.Handler):
                 record = rv
             if not rv:
                 return rv
-        self.emit(record)
+        # emit(), inlined: this is every log call's path.
+        if _flags.active:
+            self._suppressed += 1
+        else:
+            try:
+                (self._worker or self._attach()).put(snapshot(record))
+            except Exception as exc:
+                self._emit_failed(exc)
         return record if _FILTERS_RETURN_RECORDS else True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -128,9 +136,12 @@ class ShippingHandler(logging.Handler):
             worker = self._worker or self._attach()
             worker.put(snapshot(record))
         except Exception as exc:  # never into the caller's code
-            self._emit_errors += 1
-            if self._emit_errors == 1:
-                diagnostic(f"could not enqueue a record for {self.destination}: {exc!r}")
+            self._emit_failed(exc)
+
+    def _emit_failed(self, exc: Exception) -> None:
+        self._emit_errors += 1
+        if self._emit_errors == 1:
+            diagnostic(f"could not enqueue a record for {self.destination}: {exc!r}")
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Wait until every record emitted before this call is delivered or spilled.
