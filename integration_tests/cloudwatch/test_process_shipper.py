@@ -188,3 +188,46 @@ def test_shipper_is_validated_and_needs_a_rebuildable_destination() -> None:
         CloudWatchHandler(log_group_name="/g", shipper="fork")
     with pytest.raises(ConfigError, match="shipper: 'process' needs a destination"):
         ShippingHandler(lambda: None, "key", ShippingOptions(shipper="process"))  # type: ignore[arg-type,return-value]
+
+
+def test_a_frame_the_helper_never_read_is_shipped_here_while_overflow_drops_newer_records(
+    make: Any, logs_client: Any
+) -> None:
+    """A frame whose write failed is shipped by this process first, with its own sequence
+    numbers: a flush returns True only once everything before it is delivered, even though
+    overflow dropped newer records while the write hung (they used to shift the numbers)."""
+    import threading
+
+    handler, logger = make(queue_max_records=8, overflow="drop_oldest")  # 2 held here
+    logger.info("before")
+    assert handler.flush(30)
+    worker: Any = handler._worker
+    writing, go = threading.Event(), threading.Event()
+    real_write = worker._write
+
+    def hanging_write(data: bytes) -> bool:
+        if not writing.is_set():
+            writing.set()
+            go.wait(30)
+            worker._down("test: the helper stopped reading")
+            return False
+        return bool(real_write(data))
+
+    worker._write = hanging_write
+    logger.info("a0")
+    logger.info("a1")
+    handler.flush(0)  # hand them over now: the write hangs
+    assert writing.wait(30)
+    seen: list[tuple[bool, int]] = []
+    flusher = threading.Thread(  # waits for a0 and a1, and must not return before they go
+        target=lambda: seen.append((handler.flush(30), handler.stats["delivered"]))
+    )
+    flusher.start()
+    for i in range(5):  # the local queue holds 2: b0, b1, b2 are dropped
+        logger.info("b%d", i)
+    go.set()
+    flusher.join(60)
+    assert seen and seen[0][0] and seen[0][1] >= 3  # before, a0, a1 delivered when it returned
+    assert handler.flush(30)
+    assert _messages(handler, logs_client) == ["before", "a0", "a1", "b3", "b4"]
+    assert handler.stats["dropped"] == 3

@@ -138,3 +138,31 @@ def test_a_half_full_queue_starts_the_worker_even_while_records_keep_coming(
     assert sink.messages()[:5] == [f"m{i}" for i in range(5)]
     assert handler.flush(5)
     assert sink.messages() == [f"m{i}" for i in range(10)]
+
+
+def test_a_take_stays_about_one_batch_when_events_are_bigger_than_their_messages(
+    make_handler, sink
+):
+    """What the worker holds outside the queue is bounded by batches: a snapshot's size
+    estimate counts its message, not Dagster's tags; the worker learns the difference from what
+    it encoded and takes less at a time."""
+    handler, logger = make_handler(max_batch_bytes=20_000)
+    worker = handler._worker
+    taken: list[int] = []
+    real_items_of = worker._items_of
+
+    def items_of(snaps, first):
+        items = real_items_of(snaps, first)
+        taken.append(sum(item.size for item in items))
+        return items
+
+    worker._items_of = items_of
+    tags = {f"tag{i}": "v" * 60 for i in range(40)}  # ~3 KB of tags per event
+    meta = {"run_id": "r", "job_name": "j", "step_key": "s", "op_name": "o",
+            "log_message_id": "id", "orig_message": "short", "job_tags": tags}
+    for _ in range(300):
+        logger.info("short", extra={"dagster_meta": meta})
+    assert handler.flush(10)
+    assert len(sink.messages()) == 300
+    assert taken[0] > 3 * 20_000  # the first take, by the estimate: many batches' worth
+    assert max(taken[2:]) <= 2 * 20_000  # then about one batch at a time

@@ -260,3 +260,20 @@ def test_a_list_argument_changed_after_the_call_is_shipped_as_it_was(json_logger
     rows.append(3)
     (event,) = lines()
     assert event["message"] == "rows [1, 2], count 2"
+
+
+def test_job_tags_whose_comparison_raises_are_shipped_as_text(json_logger):
+    class Touchy(dict):
+        def __eq__(self, other):
+            raise RuntimeError("no comparing me")
+
+        __hash__ = None  # type: ignore[assignment]
+
+    logger, lines = json_logger
+    tags = Touchy(team="data")
+    meta = {"orig_message": "m", "run_id": "r", "job_tags": tags}
+    logger.info("m", extra={"dagster_meta": meta})
+    logger.info("m", extra={"dagster_meta": meta})  # the same mapping again: compared
+    events = lines()
+    assert len(events) == 2
+    assert all(e["job_tags"] for e in events)

@@ -121,3 +121,12 @@ def test_values_that_only_compare_equal_do_not_share_cached_fragments():
     odd.process = True
     assert event_text(snapshot(odd)) is None
     assert '"pid":true' in encode(build_event(snapshot(odd)))[0]
+
+
+def test_a_source_line_that_is_not_an_int_does_not_reuse_an_int_lines_fragments():
+    ten = logging.LogRecord("ln", logging.INFO, __file__, 10, "m", (), None)
+    assert '"line":10,' in event_text(snapshot(ten))[0]
+    odd = logging.LogRecord("ln", logging.INFO, __file__, 10, "m", (), None)
+    odd.lineno = 10.0
+    assert event_text(snapshot(odd)) is None
+    assert '"line":10.0,' in encode(build_event(snapshot(odd)))[0]

@@ -111,3 +111,41 @@ def test_building_handlers_again_and_again_leaks_nothing():
     assert most <= 20
     delivered = sorted(item.event["message"] for s in sinks for call in s.calls for item in call)
     assert delivered == sorted(f"run {i}" for i in range(200))
+
+
+def test_a_subclass_with_its_own_emit_still_has_it_called():
+    """handle() inlines our emit for speed; a subclass's emit must not be bypassed."""
+    sink = MemorySink()
+    seen: list[str] = []
+
+    class Tapping(ShippingHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+            super().emit(record)
+
+    handler = Tapping(lambda: sink, key=uuid.uuid4().hex, options=ShippingOptions())
+    logger = logging.Logger("tap")
+    logger.addHandler(handler)
+    logger.warning("tapped %d", 1)
+    assert handler.flush(5)
+    assert seen == ["tapped 1"] and sink.messages() == ["tapped 1"]
+    handler.close()
+
+
+def test_a_custom_sink_with_its_own_payload_is_given_the_event():
+    """The worker skips payload() for sinks that ship the JSON text; one that defines its own
+    payload() (without saying needs_event = False) gets it called with the event."""
+
+    class Shouting(MemorySink):
+        def payload(self, item_event, text):
+            return item_event["message"].upper()
+
+    sink = Shouting()
+    assert sink.needs_event
+    handler = ShippingHandler(lambda: sink, key=uuid.uuid4().hex, options=ShippingOptions())
+    logger = logging.Logger("shout")
+    logger.addHandler(handler)
+    logger.warning("quiet please")
+    assert handler.flush(5)
+    assert [item.payload for call in sink.calls for item in call] == ["QUIET PLEASE"]
+    handler.close()

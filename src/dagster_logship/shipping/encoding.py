@@ -1,8 +1,9 @@
 """From a ``LogRecord`` to the one event schema, and from the event to JSON that is always valid.
 
 Two halves with different budgets. :func:`snapshot` runs on the caller's thread inside ``emit``:
-it copies what the event needs out of the record as plain values (the message merged with its
-args, the traceback text, Dagster's metadata, the extras) and keeps no reference to the record.
+it copies what the event needs out of the record as plain values (the message, merged with its
+args unless they are plain scalars merged later, the traceback text, Dagster's metadata, the
+extras) and keeps no reference to the record.
 :func:`build_event` and :func:`encode` run on the worker thread.
 Neither ever raises: whatever a record holds ends as valid JSON, and every transformation is
 documented in the README ("Event schema").
@@ -90,7 +91,7 @@ _META_KEYS = ("orig_message", "log_message_id", "run_id", "job_name", "step_key"
 Snapshot = tuple[Any, ...]
 #: ``record.created``, ``levelname``, ``name``, ``process``
 CREATED, LEVEL, LOGGER, PID = 0, 1, 2, 3
-#: the message merged with its args; the traceback and stack text
+#: the message (merged with its args, or the format while ARGS holds them); the traceback text
 MESSAGE, EXC_TEXT = 4, 5
 #: type name and text of ``exc_info``'s exception, or None
 EXC_TYPE, EXC_MESSAGE = 6, 7
@@ -112,7 +113,7 @@ MEM = 22
 #: is the final text
 ARGS = 23
 #: The queue holds snapshots as they are: a record's sequence number is its place in the queue
-#: (see Worker), and its age is counted from CREATED, so ``put`` builds no second tuple.
+#: and its age is that of the queue's head (see Worker), so ``put`` builds no second tuple.
 
 
 _LogRecord = logging.LogRecord
@@ -268,7 +269,11 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
             text += len(exc_text)
         tags = get("job_tags")
         last_tags = _last_tags  # the run's one tags mapping, unchanged: its shared pairs
-        pairs = last_tags[2] if tags is last_tags[0] and tags == last_tags[1] else _tags_of(tags)
+        try:
+            same = tags is last_tags[0] and tags == last_tags[1]
+        except Exception:  # a mapping whose == raises: _tags_of copes
+            same = False
+        pairs = last_tags[2] if same else _tags_of(tags)
         return (
             created, record.levelname, record.name, record.process, message, exc_text,
             exc_type, exc_message,

@@ -61,7 +61,8 @@ def _fragments_of(snap: Snapshot, key: tuple[Any, ...], event_type: Any, pid: An
     the end). Encoded by the general encoder, so that they are written alike.
 
     Only plain values are cached: a key then never matches a record whose values merely compare
-    equal (``1 == True``) but encode differently; ``event_text`` checks the pid's type itself.
+    equal (``1 == True``) but encode differently; ``event_text`` checks the type of the values
+    that may be numbers (pid, source line) itself, before looking up.
     """
     level, logger = snap[LEVEL], snap[LOGGER]
     if type(level) is not str or type(logger) is not str:
@@ -137,7 +138,10 @@ def event_text(snap: Snapshot) -> tuple[str, int] | None:
             )  # fmt: skip
         else:
             orig = message_id = event_type = None
-            key = (snap[LEVEL], snap[LOGGER], pid, snap[SOURCE_FILE], snap[SOURCE_LINE],
+            line = snap[SOURCE_LINE]
+            if line is not None and type(line) is not int:  # 10.0 == 10: not the same JSON
+                return None
+            key = (snap[LEVEL], snap[LOGGER], pid, snap[SOURCE_FILE], line,
                    snap[SOURCE_FUNCTION])  # fmt: skip
         if pid is not None and type(pid) is not int:
             return None

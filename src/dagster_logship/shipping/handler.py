@@ -64,6 +64,12 @@ class ShippingHandler(logging.Handler):
     _last_stats: dict[str, int] | None = None
     _suppressed = 0
     _emit_errors = 0
+    #: A subclass's own ``emit`` is called by ``handle``; ours is inlined there.
+    _emit_overridden = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._emit_overridden = cls.emit is not ShippingHandler.emit
 
     def __init__(
         self,
@@ -117,8 +123,10 @@ class ShippingHandler(logging.Handler):
                 record = rv
             if not rv:
                 return rv
+        if self._emit_overridden:
+            self.emit(record)
         # emit(), inlined: this is every log call's path.
-        if _flags.active:
+        elif _flags.active:
             self._suppressed += 1
         else:
             try:

@@ -271,6 +271,10 @@ class ProcessWorker(Worker):
             diagnostic(f"shipper feed for {self.sink.destination} failed: {exc!r}")
             self._down("the feed to it failed")
         if self._state == "down":  # the helper is gone: ship from here from now on
+            with self._lock:
+                taken, first, epoch = self._taken, self._taken_first, self._epoch
+            if taken:  # a frame the helper never read
+                self._process(taken, first, True, epoch)
             super()._run()
             return
         with self._lock:
@@ -307,7 +311,7 @@ class ProcessWorker(Worker):
                         out = [queue.popleft() for _ in range(_FRAME_RECORDS)]
                         self._queued_mem -= sum([s[MEM] for s in out])
                     self._popped += len(out)
-                    self._taken, self._taken_first = out, first
+                    self._taken, self._taken_first, self._taken_at = out, first, self._head_at
                     self._room.notify_all()
                     return out, first, 0, False
                 if self._flush_target > self._asked:
@@ -327,19 +331,14 @@ class ProcessWorker(Worker):
 
     def _forward(self, snaps: list[Snapshot], first: int) -> bool:
         last = first + len(snaps) - 1
-        with self._lock:
-            epoch = self._epoch
         try:  # queue entries as they are
             data = _frame(("R", last, snaps))
         except ValueError:  # an object marshal cannot carry: make those snapshots plain
             data = _frame(("R", last, [plain_snapshot(s) for s in snaps]))
         if not self._write(data):
-            with self._lock:
-                if self._epoch == epoch and self._taken is snaps:  # not abandoned: ship here
-                    self._queue.extendleft(reversed(snaps))
-                    self._popped -= len(snaps)
-                    self._queued_mem += sum([s[MEM] for s in snaps])
-                    self._taken = []
+            # They stay taken (with their numbers): the thread ships them itself first (_run).
+            # Putting them back at the head of the queue would number them anew, wrongly if
+            # overflow dropped newer records meanwhile (flush would then return too early).
             return False
         with self._lock:
             if self._taken is snaps:

@@ -81,6 +81,12 @@ class Sink(abc.ABC):
     #: (see ``shipping/event_text.py``) and does not call :meth:`payload`.
     needs_event: bool = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A sink with its own payload() reads the event, unless it says otherwise.
+        super().__init_subclass__(**kwargs)
+        if "payload" in cls.__dict__ and "needs_event" not in cls.__dict__:
+            cls.needs_event = True
+
     def payload(self, item_event: dict[str, Any], text: str) -> Any:
         """Turn one encoded event into what :meth:`send` needs; the default is the JSON text."""
         return text

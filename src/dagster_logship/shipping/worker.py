@@ -3,7 +3,8 @@
 The caller's thread only appends to the queue (:meth:`Worker.put`). The worker thread encodes
 and forms batches the sink can send whole; the sender thread sends them, one request at a time
 and in order, with retries, and disposes of every record as delivered, rejected (spilled) or
-spilled. While one request is out the worker encodes the next batch, and no further ahead.
+spilled. While one request is out the worker encodes the next take of records (about a batch),
+and no further ahead.
 Workers are shared through a registry keyed by destination, so building a logger again and
 again reuses the threads and one client; a worker whose last handler is gone drains and stops.
 
@@ -191,9 +192,9 @@ class Worker:
         self._seq = 0
         self._popped = 0
         self._done_seq = 0
-        # When the oldest queued record was enqueued, at the latest: set when ``put`` finds the
-        # queue empty (one clock reading per burst, not per record); a partial take leaves it,
-        # which can only make the rest look older, and so be sent sooner.
+        # When the queue last became non-empty: the oldest queued record's time, or (after a
+        # partial take) earlier than it, which can only make the rest look older and be sent
+        # sooner. Set by ``put`` when it finds the queue empty: one clock reading per burst.
         self._head_at = 0.0
         # A burst: records coming faster than _BURST_RATE; the worker waits for a pause (see
         # _pace_locked), then drains the queue. _seen_seq: what _seq was when it last looked.
@@ -215,6 +216,8 @@ class Worker:
         # not yet started, the batch being sent. ``_epoch`` changes when abandon_now took them.
         self._taken: list[Snapshot] = []
         self._taken_first = 0  # sequence number of _taken[0]
+        self._taken_estimate = 0  # their SIZE, summed
+        self._size_ratio = 1.0  # encoded bytes / SIZE, lately (see _process)
         self._carry: list[Item] = []
         self._pending: deque[list[Item]] = deque()
         self._in_flight: list[Item] = []
@@ -481,6 +484,7 @@ class Worker:
             and self._thread is None
             and self._sender is None
             and not self._queue
+            and not self._taken
             and not self._carry
             and not self._pending
             and not self._in_flight
@@ -559,7 +563,11 @@ class Worker:
                         min(_QUIET, interval - age), self._busy_records, self._busy_mem
                     )
                 else:
-                    self._wait_locked(interval - age, self._encode_at)
+                    self._wait_locked(
+                        interval - age,
+                        min(self._encode_at, self._max_records),
+                        min(self.batch_bytes, self._max_mem),
+                    )
 
     def _pace_locked(self, start: bool, now: float) -> bool:
         """...except in a burst. In the logging process the worker shares the GIL with the code
@@ -603,9 +611,10 @@ class Worker:
         out: list[Snapshot] = []
         nbytes = mem = 0
         queue = self._queue
+        limit = self.batch_bytes / self._size_ratio
         while queue and len(out) < self.batch_events:
             size = queue[0][SIZE]
-            if out and nbytes + size > self.batch_bytes:
+            if out and nbytes + size > limit:
                 break
             entry = queue.popleft()
             out.append(entry)
@@ -613,6 +622,7 @@ class Worker:
             mem += entry[MEM]
         self._taken_first = self._popped + 1
         self._taken_at = self._head_at
+        self._taken_estimate = nbytes
         self._popped += len(out)
         if not queue:
             self._draining = False
@@ -687,12 +697,24 @@ class Worker:
             batches.append(current)
         return batches, nbytes, lo, hi
 
-    def _process(self, snaps: list[Snapshot], first: int, force: bool) -> None:
+    def _process(
+        self, snaps: list[Snapshot], first: int, force: bool, epoch: int | None = None
+    ) -> None:
         """Encode ``snaps``, add them to the partial batch in hand, send every full batch; send
-        the last, partial one too when ``force`` says it is due, else keep it to fill."""
+        the last, partial one too when ``force`` says it is due, else keep it to fill.
+        ``epoch``: the epoch in which ``snaps`` were taken, when not just now (an exiting
+        process may have spilled them since)."""
         with self._lock:
+            if epoch is not None and epoch != self._epoch:
+                return
             epoch, carry, taken_at = self._epoch, self._carry, self._taken_at
+            taken_estimate = self._taken_estimate
         items = self._items_of(snaps, first)
+        if items and taken_estimate:
+            # How much bigger events are than the snapshots' estimate (Dagster's tags, ids):
+            # the next take is scaled by it, so that one take stays about one batch.
+            ratio = sum([item.size for item in items]) / taken_estimate
+            self._size_ratio = max(1.0, (self._size_ratio + ratio) / 2)
         batches: list[list[Item]] = []
         nbytes, lo, hi = 0, 0.0, 0.0
         if carry or items:
@@ -723,11 +745,12 @@ class Worker:
                 self._mark_done_locked(None)
                 return
             handed = self._hand_over_locked()
+        snaps.clear()  # encoded: the items hold them now (the caller's list, no longer needed)
         if not handed:  # no sender thread (interpreter shutting down): send from here
             self._send_pending(epoch)
             return
         # Double buffering: return to encode the next round once the sender has taken these
-        # (one batch in flight, the next being encoded), no further ahead: what waits stays in
+        # (one batch in flight, the next take being encoded), no further ahead: what waits stays in
         # the bounded queue. While a request is out this thread encodes, and a service that takes
         # its time to answer no longer stalls the encoding (benchmarks/: Cloud Logging).
         with self._lock:
