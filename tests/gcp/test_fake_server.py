@@ -206,3 +206,21 @@ def test_runs_as_a_separate_process() -> None:
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0  # SIGTERM stops it cleanly
+
+
+def test_entry_size_is_counted_in_utf8_bytes_as_sent(server: FakeCloudLogging) -> None:
+    """An entry's size is its JSON as sent, in UTF-8 bytes: 120,000 'é' (240,000 bytes) fit in
+    256 KiB, 140,000 (280,000 bytes) do not, whatever their count of characters."""
+    body = {
+        "logName": LOG, "resource": {"type": "global"}, "partialSuccess": True,
+        "entries": [
+            {"jsonPayload": {"m": "é" * 120_000}},
+            {"jsonPayload": {"m": "é" * 140_000}},
+            {"jsonPayload": {"m": "日" * 80_000}},  # 240,000 bytes: fits
+        ],
+    }
+    status, answer = raw_write(server.url, json.dumps(body, ensure_ascii=False).encode())
+    assert status == 400
+    errors = answer["error"]["details"][0]["logEntryErrors"]
+    assert sorted(errors) == ["1"] and "exceeds maximum size" in errors["1"]["message"]
+    assert [len(e["jsonPayload"]["m"]) for e in server.entries()] == [120_000, 80_000]

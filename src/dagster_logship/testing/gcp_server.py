@@ -184,14 +184,9 @@ def _walk(text: str, ascii_only: bool) -> tuple[Any, list[int] | None]:
                 if key == "entries":
                     sizes = None
             body[key] = value  # a repeated key: the last one counts, as in json.loads
-            idx = ws(text, idx).end()
-            if text[idx : idx + 1] == ",":
-                idx = ws(text, idx + 1).end()
-                continue
-            if text[idx : idx + 1] != "}":
-                raise ValueError("expected ',' or '}'")
-            idx += 1
-            break
+            idx, more = _after_value(text, idx, "}")
+            if not more:
+                break
     if ws(text, idx).end() != len(text):
         raise ValueError("extra data")
     return body, sizes
@@ -213,13 +208,22 @@ def _walk_array(text: str, idx: int, ascii_only: bool) -> tuple[list[Any], list[
         if not ascii_only and size * 4 > MAX_ENTRY_BYTES:  # could be over: count the bytes
             size = len(text[start:idx].encode("utf-8", "surrogatepass"))
         sizes.append(size)
-        idx = ws(text, idx).end()
-        if text[idx : idx + 1] == ",":
-            idx = ws(text, idx + 1).end()
-            continue
-        if text[idx : idx + 1] != "]":
-            raise ValueError("expected ',' or ']'")
-        return values, sizes, idx + 1
+        idx, more = _after_value(text, idx, "]")
+        if not more:
+            return values, sizes, idx
+
+
+def _after_value(text: str, idx: int, closer: str) -> tuple[int, bool]:
+    """After a value in an object or array: the index of the next member (True), or the index
+    just past ``closer`` (False)."""
+    ws: Any = _WS.match
+    idx = ws(text, idx).end()
+    mark = text[idx : idx + 1]
+    if mark == ",":
+        return ws(text, idx + 1).end(), True
+    if mark != closer:
+        raise ValueError(f"expected ',' or {closer!r}")
+    return idx + 1, False
 
 
 def _compact_json(entry: Any) -> str:
