@@ -476,7 +476,8 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
     if "null" in caller:
         floor = caller["null"]["ns_per_call"]
         bars(axes[0][0], {c: r["ns_per_call"] / floor for c, r in caller.items()},
-             f"Caller cost ({X} NullHandler, log scale)", f"{X} NullHandler", log=True, line=1.5)
+             f"Caller cost, %-args record ({X} NullHandler, log)", f"{X} NullHandler", log=True,
+             line=1.5)
     thr = ok("throughput")
     if thr:
         bars(axes[0][1], {c: r["records_per_s"] for c, r in thr.items()},
