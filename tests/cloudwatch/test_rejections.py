@@ -70,6 +70,30 @@ def test_rejected_indices_map_back_to_caller_order(logs: Any) -> None:
     assert not result.retry
 
 
+def test_rejected_indices_of_a_batch_already_in_time_order(logs: Any) -> None:
+    """The usual batch is in time order and is sent without reordering: indices map as is."""
+    sink = CloudWatchSink("/test/rejections", "s", aws_region="us-east-1")
+    now = time.time()
+    items = [
+        _item("old", now - 16 * 86400, 1),
+        _item("mid", now, 2),
+        _item("mid2", now + 1, 3),
+        _item("new", now + 3 * 3600, 4),
+    ]
+    client = sink.client()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "put_log_events",
+            {"rejectedLogEventsInfo": {"tooOldLogEventEndIndex": 1,
+                                       "tooNewLogEventStartIndex": 3}},
+            expected_params=None,
+        )
+        result = sink.send(items)
+        stub.assert_no_pending_responses()
+    assert result is not None
+    assert sorted(result.rejected) == [(0, "too old"), (3, "too new")]
+
+
 def test_rejected_events_are_counted_and_spilled_rest_delivered(
     logs: Any, make_handler: Any, cw: Any, tmp_path: Any
 ) -> None:

@@ -360,8 +360,12 @@ class CloudWatchSink(Sink):
         # Item.timestamp is record.created (float seconds); CloudWatch wants integer milliseconds.
         # The request is built here rather than in payload(), which does not see record.created.
         stamps = [int(item.timestamp * 1000) for item in items]
-        order = sorted(range(len(items)), key=stamps.__getitem__)  # stable: ties keep seq order
-        events = [(stamps[i], items[i].text) for i in order]
+        if stamps == sorted(stamps):  # the usual case, found in one pass: records in order
+            order: Sequence[int] = range(len(items))
+            events = list(zip(stamps, [item.text for item in items], strict=True))
+        else:
+            order = sorted(range(len(items)), key=stamps.__getitem__)  # stable: ties keep seq
+            events = [(stamps[i], items[i].text) for i in order]
         client = self.client()
         if self._retention_pending:
             self._apply_retention(client)
