@@ -132,8 +132,10 @@ class Fault:
         times: int = 1,
         message: str = "injected",
         raises: Callable[[Any], BaseException] | None = None,
+        body: bytes | None = None,
     ) -> None:
         self.code, self.status, self.left, self.message = code, status, times, message
+        self.body = body  # as sent, instead of an error document made of code and message
         self.raises = raises
         self.sent = 0
         self.failed = 0
@@ -150,7 +152,9 @@ class Fault:
             self.failed += 1
         if self.raises is not None:
             raise self.raises(request)
-        body = json.dumps({"__type": self.code, "message": self.message}).encode()
+        body = self.body
+        if body is None:
+            body = json.dumps({"__type": self.code, "message": self.message}).encode()
         headers: Any = {"content-type": "application/x-amz-json-1.1"}
         return AWSResponse(request.url, self.status, headers, _Raw(body))
 

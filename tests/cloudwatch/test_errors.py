@@ -141,6 +141,26 @@ def test_access_denied_is_one_line_naming_the_permission_then_spill(
     assert handler.stats["retried"] == 0 and handler.stats["spilled"] == 3
 
 
+def test_a_bare_403_is_access_denied_naming_the_permission(
+    ready: Any, cw: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 403 without an error document (a proxy, an endpoint policy) reaches botocore as code
+    "403"; it is the identity being refused, said as such, and never retried."""
+    spill = tmp_path / "spill.jsonl"
+    handler, logger = ready(spill_path=str(spill))
+    fault = cw.inject(handler, "PutLogEvents", cw.Fault(status=403, times=100, body=b""))
+    logger.info("refused")
+    assert handler.flush(10)
+
+    err = capsys.readouterr().err
+    diagnostics = [line for line in err.splitlines() if "AccessDenied on PutLogEvents" in line]
+    assert len(diagnostics) == 1
+    assert "logs:PutLogEvents" in diagnostics[0] and handler.log_group_name in diagnostics[0]
+    assert fault.failed == 1  # not retried
+    assert [e["message"] for e in read_spill(spill)] == ["refused"]
+    assert handler.stats["retried"] == 0 and handler.stats["spilled"] == 1
+
+
 @pytest.mark.parametrize(
     "code",
     ["UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException"],

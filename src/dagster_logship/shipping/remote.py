@@ -3,7 +3,7 @@
 With a worker thread, every record costs the logging process its encoding and sending too: the
 thread holds the GIL for that long, in a tight loop about three times what ``emit`` costs. Here the
 logging process keeps the caller side as it is (snapshot, bounded queue, overflow policy) and a
-thread that writes queued snapshots, ``marshal``-ed a few hundred at a time, to a pipe. A helper
+thread that writes queued snapshots, ``marshal``-ed up to a thousand at a time, to a pipe. A helper
 process (``shipping/shipper.py``) reads them into an ordinary :class:`~.worker.Worker` with the real
 sink, which batches, retries and spills as always, and reports back how far it got.
 

@@ -544,7 +544,7 @@ class Worker:
                 )
                 age = now - oldest
                 due = urgent or age >= interval
-                # Encode a few hundred records at a time, full batch or not (sending still waits
+                # Encode _ENCODE_AT records at a time, full batch or not (sending still waits
                 # for a full batch or for flush_interval)...
                 start = (
                     len(queue) >= min(self._encode_at, self._max_records)

@@ -580,7 +580,9 @@ class CloudWatchSink(Sink):
             what = f"{operation} failed: {code}: {message}"
             if code in _RETRY_CODES or status >= 500 or status == 429:
                 return RetryableError(what, retry_after=_retry_after(meta))
-            if code in _ACCESS_CODES:
+            # A 403 with no error document (a proxy, a VPC endpoint policy, moto's IAM check)
+            # reaches us as code "403": still a refusal of this identity, not of the request.
+            if code in _ACCESS_CODES or (status == 403 and code not in _CREDENTIAL_CODES):
                 return BatchRejectedError(
                     f"access denied ({operation})",
                     diagnostic=(
