@@ -275,6 +275,7 @@ def main() -> None:
                 t0 = time.monotonic()
                 result = run_one(section, case, _settings(mode, section, case), urls,
                                  f"{tag}-{section}-{case}-{rnd}", logs, tmp, client_cpus)
+                result["round"] = rnd  # ratios pair a case with its baseline round by round
                 print(f"  {case:<13} round {rnd + 1}/{rounds}: "
                       f"{report.brief(section, result)} ({time.monotonic() - t0:.1f} s)",
                       flush=True)
