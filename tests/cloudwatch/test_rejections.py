@@ -45,53 +45,41 @@ def _item(message: str, created: float, seq: int) -> Item:
                 payload=None, size=0, timestamp=created, seq=seq)
 
 
-def test_rejected_indices_map_back_to_caller_order(logs: Any) -> None:
+_DAY, _HOUR = 86400, 3600
+
+
+@pytest.mark.parametrize(
+    ("offsets", "info", "expected"),
+    [
+        # Caller order is not time order: after sorting, "old1" and "old2" come first, "new" last.
+        (
+            {"mid": 0, "new": 3 * _HOUR, "old2": -15 * _DAY, "old1": -16 * _DAY, "mid2": 1},
+            {"tooOldLogEventEndIndex": 2, "tooNewLogEventStartIndex": 4},
+            [(1, "too new"), (2, "too old"), (3, "too old")],
+        ),
+        # The usual batch is already in time order and is sent as it is: indices map as they are.
+        (
+            {"old": -16 * _DAY, "mid": 0, "mid2": 1, "new": 3 * _HOUR},
+            {"tooOldLogEventEndIndex": 1, "tooNewLogEventStartIndex": 3},
+            [(0, "too old"), (3, "too new")],
+        ),
+    ],
+    ids=["reordered", "in-order"],
+)
+def test_rejected_indices_map_back_to_caller_order(
+    logs: Any, offsets: dict[str, float], info: dict[str, int], expected: list[Any]
+) -> None:
     sink = CloudWatchSink("/test/rejections", "s", aws_region="us-east-1")
     now = time.time()
-    # Caller order is not time order: after sorting, "old1" and "old2" come first, "new" last.
-    items = [
-        _item("mid", now, 1),
-        _item("new", now + 3 * 3600, 2),
-        _item("old2", now - 15 * 86400, 3),
-        _item("old1", now - 16 * 86400, 4),
-        _item("mid2", now + 1, 5),
-    ]
+    items = [_item(name, now + off, seq) for seq, (name, off) in enumerate(offsets.items(), 1)]
     client = sink.client()
     with Stubber(client) as stub:
-        stub.add_response(
-            "put_log_events",
-            {"rejectedLogEventsInfo": {"tooOldLogEventEndIndex": 2,
-                                       "tooNewLogEventStartIndex": 4}},
-        )
+        stub.add_response("put_log_events", {"rejectedLogEventsInfo": info})
         result = sink.send(items)
         stub.assert_no_pending_responses()
     assert result is not None
-    assert sorted(result.rejected) == [(1, "too new"), (2, "too old"), (3, "too old")]
+    assert sorted(result.rejected) == expected
     assert not result.retry
-
-
-def test_rejected_indices_of_a_batch_already_in_time_order(logs: Any) -> None:
-    """The usual batch is in time order and is sent without reordering: indices map as is."""
-    sink = CloudWatchSink("/test/rejections", "s", aws_region="us-east-1")
-    now = time.time()
-    items = [
-        _item("old", now - 16 * 86400, 1),
-        _item("mid", now, 2),
-        _item("mid2", now + 1, 3),
-        _item("new", now + 3 * 3600, 4),
-    ]
-    client = sink.client()
-    with Stubber(client) as stub:
-        stub.add_response(
-            "put_log_events",
-            {"rejectedLogEventsInfo": {"tooOldLogEventEndIndex": 1,
-                                       "tooNewLogEventStartIndex": 3}},
-            expected_params=None,
-        )
-        result = sink.send(items)
-        stub.assert_no_pending_responses()
-    assert result is not None
-    assert sorted(result.rejected) == [(0, "too old"), (3, "too new")]
 
 
 def test_rejected_events_are_counted_and_spilled_rest_delivered(
