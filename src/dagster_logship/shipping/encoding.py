@@ -72,9 +72,9 @@ _MAX_DEPTH = 32
 #: Bytes a queued snapshot holds besides its text: the tuple, the float, the string objects and
 #: the queue entry, with allocator overhead; Dagster's metadata and each extra field add theirs
 #: (measured on CPython 3.11; tests/shipping/test_fault_regressions.py checks the sum).
-_SNAPSHOT_MEMORY = 512
+_SNAPSHOT_MEMORY = 400
 _META_MEMORY = 160
-_EXTRA_MEMORY = 96
+_EXTRA_MEMORY = 120
 _META_KEYS = ("orig_message", "log_message_id", "run_id", "job_name", "step_key", "op_name")
 
 
