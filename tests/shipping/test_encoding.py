@@ -277,3 +277,26 @@ def test_job_tags_whose_comparison_raises_are_shipped_as_text(json_logger):
     events = lines()
     assert len(events) == 2
     assert all(e["job_tags"] for e in events)
+
+
+def test_dagster_metadata_made_by_hand_ships_what_it_has_and_is_left_as_it_was(json_logger):
+    """Dagster's own metadata has every key (read in one step); a dict missing some, or a
+    mapping subclass that would invent missing keys, reads them as null and is not changed."""
+    from collections import defaultdict
+
+    logger, lines = json_logger
+    full = {"orig_message": "full", "log_message_id": "id-1", "run_id": "r1", "job_name": "j",
+            "step_key": "s", "op_name": "o", "job_tags": {"team": "data"},
+            "dagster_event": None, "resource_name": None}
+    partial = {"orig_message": "partial", "run_id": "r2"}
+    inventive: defaultdict[str, object] = defaultdict(lambda: "invented", orig_message="dd")
+    for meta in (full, partial, inventive):
+        logger.info("line", extra={"dagster_meta": meta})
+    events = lines()
+    assert [e["orig_message"] for e in events] == ["full", "partial", "dd"]
+    assert [e["message"] for e in events] == ["full", "partial", "dd"]
+    assert [(e["log_message_id"], e["run_id"], e["job_name"], e["step_key"], e["op_name"])
+            for e in events] == [("id-1", "r1", "j", "s", "o"), (None, "r2", None, None, None),
+                                 (None, None, None, None, None)]
+    assert [e["job_tags"] for e in events] == [{"team": "data"}, None, None]
+    assert dict(inventive) == {"orig_message": "dd"}  # nothing added to the caller's mapping
