@@ -112,9 +112,10 @@ def test_the_queue_bound_counts_the_memory_a_record_holds(make_handler):
 @pytest.mark.parametrize("kind", ["plain", "dagster", "extras"])
 def test_counted_queue_memory_matches_what_python_allocates(kind):
     """Snapshot[MEM] against tracemalloc for 5,000 snapshots queued as the worker queues them
-    (the snapshot itself in a deque): counted within -5 %/+25 % of what was really allocated
-    (tracemalloc sees requested sizes, not the allocator's rounding), so queue_max_bytes is
-    neither a loose nor a false bound."""
+    (the snapshot itself in a deque): counted within -5 %/+30 % of what was really allocated
+    (tracemalloc sees requested sizes, not the allocator's rounding; a %-format string is
+    counted though it is usually the program's own constant), so queue_max_bytes is neither a
+    loose nor a false bound."""
     meta = {"run_id": "3f0c2a4e-8d2b-4f7e-9a51-6b0f1c2d3e4f", "job_name": "etl",
             "step_key": "load", "op_name": "load", "orig_message": None,
             "log_message_id": "0b7f7c1e-2f1d-4c3b", "job_tags": {"team": "data"}}
@@ -145,7 +146,7 @@ def test_counted_queue_memory_matches_what_python_allocates(kind):
     finally:
         tracemalloc.stop()
     counted = sum(snap[MEM] for snap in queue)
-    assert 0.95 * allocated <= counted <= 1.25 * allocated, (counted, allocated)
+    assert 0.95 * allocated <= counted <= 1.3 * allocated, (counted, allocated)
 
 
 PIN_SCRIPT = """

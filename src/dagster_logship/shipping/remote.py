@@ -139,7 +139,7 @@ def plain_snapshot(snap: Snapshot) -> Snapshot:
     through the JSON encoder, anything else as its ``str``. The helper encodes the same event."""
     out = list(snap)
     for i, value in enumerate(out):
-        if type(value) in _PLAIN_TYPES or i == ARGS:  # deferred %-args are plain by construction
+        if type(value) in _PLAIN_TYPES or i >= ARGS:  # deferred %-args are plain by construction
             continue
         if i == DAGSTER_EVENT:
             out[i] = event_facts(value)
