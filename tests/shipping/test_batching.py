@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
 from support import MemorySink, wait_until
 
 from dagster_logship.shipping import SinkLimits
+from dagster_logship.shipping.sink import SIZE
 
 
 def test_batches_by_count_without_flush(make_handler, sink):
@@ -153,7 +155,7 @@ def test_a_take_stays_about_one_batch_when_events_are_bigger_than_their_messages
 
     def items_of(snaps, first):
         items = real_items_of(snaps, first)
-        taken.append(sum(item.size for item in items))
+        taken.append(sum(item[SIZE] for item in items))  # the worker's items: plain tuples
         return items
 
     worker._items_of = items_of
@@ -166,3 +168,57 @@ def test_a_take_stays_about_one_batch_when_events_are_bigger_than_their_messages
     assert len(sink.messages()) == 300
     assert taken[0] > 3 * 20_000  # the first take, by the estimate: many batches' worth
     assert max(taken[2:]) <= 2 * 20_000  # then about one batch at a time
+
+
+def test_items_waiting_for_a_batch_are_untracked_by_the_first_young_collection(make_handler):
+    """Items kept to fill a batch (at a Dagster op's pace, for a second or more) cost the
+    garbage collector nothing after one young collection, and never reach the oldest
+    generation, whose collections walk the whole heap."""
+    import gc
+
+    from dagster_logship.shipping import snapshot
+
+    handler, logger = make_handler()
+    worker = handler._worker
+    records: list[logging.LogRecord] = []
+    catcher = logging.Handler()
+    catcher.emit = records.append  # type: ignore[method-assign]
+    logger.removeHandler(handler)
+    logger.addHandler(catcher)
+    meta = {"run_id": "r", "job_name": "j", "step_key": "s", "op_name": "o",
+            "log_message_id": "id", "orig_message": "m", "job_tags": {"team": "data"}}
+    logger.info("plain %d", 1)
+    logger.info("dagster", extra={"dagster_meta": meta})
+    logger.info("extra", extra={"rows": 3})
+    snaps = [snapshot(record) for record in records]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        items = worker._items_of(snaps, 1)
+        assert len(items) == 3 and all(gc.is_tracked(item) for item in items)
+        gc.collect(0)
+        assert not any(gc.is_tracked(item) for item in items)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def test_a_sink_reading_fields_by_name_gets_items_and_one_reading_by_position_tuples(
+    make_handler,
+):
+    from dagster_logship.shipping import Item
+    from dagster_logship.shipping.sink import TEXT
+
+    class ByPosition(MemorySink):
+        plain_items = True
+
+    by_name, by_position = MemorySink(), ByPosition()
+    for sink in (by_name, by_position):
+        handler, logger = make_handler(sink)
+        logger.info("one")
+        logger.info("two")
+        assert handler.flush(5)
+    assert [type(item) for item in by_name.calls[0]] == [Item, Item]
+    assert by_name.messages() == ["one", "two"]
+    assert [json.loads(item[TEXT])["message"] for item in by_position.calls[0]] == ["one", "two"]
+    assert [type(item) for item in by_position.calls[0]] == [tuple, tuple]

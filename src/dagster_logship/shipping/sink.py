@@ -10,7 +10,7 @@ import abc
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 __all__ = ["Item", "SendResult", "Sink", "SinkLimits"]
 
@@ -32,6 +32,29 @@ class SinkLimits:
     max_span_seconds: float | None = None
 
 
+#: An item as the worker holds it: an exact tuple with :class:`Item`'s fields in its order.
+#: The garbage collector stops tracking an exact tuple of strings and numbers at its first
+#: collection, never a NamedTuple: items waiting for a full batch at a Dagster op's pace reached
+#: the oldest generation, ten thousand a run, and set off full collections of Dagster's heap
+#: (~150 ms each, benchmarks/).
+ItemTuple = tuple[str, Any, int, float, int]
+#: Positions of :class:`Item`'s fields, for sinks that read items by position.
+TEXT: Final = 0
+PAYLOAD: Final = 1
+SIZE: Final = 2
+TIMESTAMP: Final = 3
+SEQ: Final = 4
+
+
+def event_of(text: str) -> dict[str, Any]:
+    """The schema event an item's text encodes (for spilling what could not be sent)."""
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return {"message": text}
+    return event if isinstance(event, dict) else {"message": event}
+
+
 class Item(NamedTuple):
     """One event ready to send: its encoded text, the sink's payload, and what batching needs.
 
@@ -49,11 +72,7 @@ class Item(NamedTuple):
     @property
     def event(self) -> dict[str, Any]:
         """The schema event as encoded (what was, or would have been, sent)."""
-        try:
-            event = json.loads(self.text)
-        except ValueError:
-            return {"message": self.text}
-        return event if isinstance(event, dict) else {"message": event}
+        return event_of(self.text)
 
 
 @dataclass
@@ -80,6 +99,10 @@ class Sink(abc.ABC):
     #: the worker, for the common record, writes that text without building the event dict
     #: (see ``shipping/event_text.py``) and does not call :meth:`payload`.
     needs_event: bool = False
+    #: True when :meth:`send` reads items by position only (``item[TEXT]``, ``item[PAYLOAD]``,
+    #: ...): it is then handed the plain tuples the worker holds (:data:`ItemTuple`), else
+    #: :class:`Item` objects made for the call.
+    plain_items: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A sink with its own payload() reads the event, unless it says otherwise.

@@ -37,7 +37,8 @@ from .encoding import CREATED, MEM, SIZE, Snapshot, build_event, encode, fit_eve
 from .event_text import event_text
 from .options import ShippingOptions
 from .retry import BatchRejectedError, RetryableError, RetryPolicy, build_retrying
-from .sink import Item, Sink
+from .sink import SEQ, TIMESTAMP, Item, ItemTuple, Sink, event_of
+from .sink import SIZE as ITEM_SIZE
 from .spill import Spill, diagnostic
 from .stats import DeliveryStats
 
@@ -218,9 +219,9 @@ class Worker:
         self._taken_first = 0  # sequence number of _taken[0]
         self._taken_estimate = 0  # their SIZE, summed
         self._size_ratio = 1.0  # encoded bytes / SIZE, lately (see _process)
-        self._carry: list[Item] = []
-        self._pending: deque[list[Item]] = deque()
-        self._in_flight: list[Item] = []
+        self._carry: list[ItemTuple] = []
+        self._pending: deque[list[ItemTuple]] = deque()
+        self._in_flight: list[ItemTuple] = []
         # The sender thread sends the batches the worker thread forms, one request at a time,
         # while the worker encodes the next ones (see _process and _send_loop).
         self._sender: threading.Thread | None = None
@@ -445,7 +446,7 @@ class Worker:
             self._epoch += 1
             self._done_seq = self._seq
             self._progress.notify_all()
-        events = [(item.event, reason) for item in items]
+        events = [(event_of(item[0]), reason) for item in items]
         events += [(build_event(snap), reason) for snap in snaps]
         self._spill(events)
 
@@ -632,21 +633,20 @@ class Worker:
             self._room.notify_all()
         return out
 
-    def _items_of(self, snaps: Sequence[Snapshot], first: int) -> list[Item]:
+    def _items_of(self, snaps: Sequence[Snapshot], first: int) -> list[ItemTuple]:
         limits = self.sink.limits
         overhead = limits.per_event_overhead
         max_event = min(limits.max_event_bytes, self.batch_bytes - overhead)
-        items: list[Item] = []
+        items: list[ItemTuple] = []
         append = items.append
         needs_event = self.sink.needs_event
-        new = tuple.__new__  # Item(...) without its Python-level __new__: half the cost
         split = 0
         for seq, snap in enumerate(snaps, first):
             if not seq & 31 and self._in_flight:
                 _yield_gil()
             fast = event_text(snap)
             if fast is not None and fast[1] <= max_event and not needs_event:
-                append(new(Item, (fast[0], fast[0], fast[1] + overhead, snap[CREATED], seq)))
+                append((fast[0], fast[0], fast[1] + overhead, snap[CREATED], seq))
                 continue
             event = build_event(snap)
             text, nbytes = fast if fast is not None else encode(event)
@@ -659,37 +659,37 @@ class Worker:
                     payload = self.sink.payload(part_event, part_text)
                 except Exception:
                     payload = part_text
-                append(Item(part_text, payload, part_bytes + overhead, snap[CREATED], seq))
+                append((part_text, payload, part_bytes + overhead, snap[CREATED], seq))
         if split:
             self.stats.add(parts_split=split)
         return items
 
     def _cut(
-        self, carry: list[Item], items: list[Item]
-    ) -> tuple[list[list[Item]], int, float, float]:
+        self, carry: list[ItemTuple], items: list[ItemTuple]
+    ) -> tuple[list[list[ItemTuple]], int, float, float]:
         """Cut ``carry`` (a partial batch kept from before) followed by ``items`` into batches
         the sink can send whole; the last one may be partial. Returns the batches and the last
         one's bytes and time span (``lo``, ``hi``), so a carried batch is never walked again."""
         span = self.sink.limits.max_span_seconds
         max_events, max_bytes = self.batch_events, self.batch_bytes
-        batches: list[list[Item]] = []
+        batches: list[list[ItemTuple]] = []
         current = list(carry)
         nbytes, lo, hi = (self._carry_bytes, self._carry_lo, self._carry_hi) if carry else (0, 0, 0)
         for item in items:
-            ts = item.timestamp
+            ts, size = item[TIMESTAMP], item[ITEM_SIZE]
             if current and (
                 len(current) >= max_events
-                or nbytes + item.size > max_bytes
+                or nbytes + size > max_bytes
                 or (span is not None and (ts - lo > span or hi - ts > span))
             ):
                 batches.append(current)
                 current = []
             if not current:
                 current = [item]
-                nbytes, lo, hi = item.size, ts, ts
+                nbytes, lo, hi = size, ts, ts
                 continue
             current.append(item)
-            nbytes += item.size
+            nbytes += size
             if ts < lo:
                 lo = ts
             elif ts > hi:
@@ -714,13 +714,13 @@ class Worker:
         if items and taken_estimate:
             # How much bigger events are than the snapshots' estimate (Dagster's tags, ids):
             # the next take is scaled by it, so that one take stays about one batch.
-            ratio = sum([item.size for item in items]) / taken_estimate
+            ratio = sum([item[ITEM_SIZE] for item in items]) / taken_estimate
             self._size_ratio = max(1.0, (self._size_ratio + ratio) / 2)
-        batches: list[list[Item]] = []
+        batches: list[list[ItemTuple]] = []
         nbytes, lo, hi = 0, 0.0, 0.0
         if carry or items:
             batches, nbytes, lo, hi = self._cut(carry, items)
-        new_carry: list[Item] = []
+        new_carry: list[ItemTuple] = []
         if batches:
             last = batches[-1]
             # Age of the last batch: the carried batch's, or (conservatively) the oldest
@@ -821,11 +821,11 @@ class Worker:
         """The sequence number of the oldest record not yet delivered or disposed of: records
         move queue -> taken (being encoded) -> carry -> pending -> in flight, oldest first."""
         if self._in_flight:
-            return self._in_flight[0].seq
+            return self._in_flight[0][SEQ]
         if self._pending:
-            return self._pending[0][0].seq
+            return self._pending[0][0][SEQ]
         if self._carry:
-            return self._carry[0].seq
+            return self._carry[0][SEQ]
         if self._taken:
             return self._taken_first
         return self._popped + 1
@@ -873,9 +873,13 @@ class Worker:
             self._interrupt.wait(remaining)
             self._interrupt.clear()
 
-    def _deliver(self, batch: list[Item], epoch: int) -> None:
+    def _deliver(self, batch: list[ItemTuple], epoch: int) -> None:
         """Send one batch (already ``_in_flight``) with retries; dispose of every item."""
-        remaining: list[Item] = batch
+        # What the sink is handed: the tuples themselves, or Item objects for a sink that reads
+        # their fields by name (made now, for the time of the call).
+        remaining: Sequence[ItemTuple] = (
+            batch if self.sink.plain_items else [Item._make(item) for item in batch]
+        )
         delivered = rejected = 0
         spills: list[tuple[dict[str, Any], str]] = []
         if self._pace > 0 and not self._degraded:
@@ -893,14 +897,14 @@ class Worker:
                 raise _Abandoned
             quiet_sdk_loggers()  # loggers of SDKs imported since the last request
             try:
-                result = self.sink.send(remaining)
+                result = self.sink.send(remaining)  # type: ignore[arg-type]  # see above
             finally:
                 quiet_sdk_loggers()  # and of those the request imported
             self.stats.add(batches=1)
             retry_idx: Sequence[int] = ()
             if result is not None:
                 for index, reason in result.rejected:
-                    spills.append((remaining[index].event, f"rejected by service: {reason}"))
+                    spills.append((event_of(remaining[index][0]), f"rejected by service: {reason}"))
                 rejected += len(result.rejected)
                 retry_idx = result.retry
             delivered += len(remaining) - len(result.rejected if result else ()) - len(retry_idx)
@@ -931,17 +935,20 @@ class Worker:
                     f"{self.options.retry_deadline:g}s of retries: {exc}; spilling it. "
                     "Until a send succeeds, failing batches are spilled without waiting."
                 )
-            spills += [(item.event, reason) for item in remaining]
+            spills += [(event_of(item[0]), reason) for item in remaining]
         except _Abandoned:
-            spills += [(item.event, "process exiting: flush_timeout passed") for item in remaining]
+            spills += [
+                (event_of(item[0]), "process exiting: flush_timeout passed") for item in remaining
+            ]
         except BatchRejectedError as exc:
             if exc.diagnostic:
                 self._diagnose(f"{self.sink.destination}: {exc.diagnostic}")
-            spills += [(item.event, exc.reason) for item in remaining]
+            spills += [(event_of(item[0]), exc.reason) for item in remaining]
         except Exception as exc:
             self._diagnose(f"{self.sink.destination}: unexpected error while sending: {exc!r}")
             spills += [
-                (item.event, f"unexpected error: {type(exc).__name__}") for item in remaining
+                (event_of(item[0]), f"unexpected error: {type(exc).__name__}")
+                for item in remaining
             ]
         with self._lock:
             stolen = self._epoch != epoch

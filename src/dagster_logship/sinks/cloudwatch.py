@@ -22,7 +22,7 @@ from typing import Any
 
 from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError, RetryableError, ShippingError
-from ..shipping.sink import Item, SendResult, Sink, SinkLimits
+from ..shipping.sink import TEXT, TIMESTAMP, ItemTuple, SendResult, Sink, SinkLimits
 from ..shipping.spill import diagnostic
 from ..shipping.worker import quiet_sdk_loggers
 
@@ -236,6 +236,7 @@ if hasattr(os, "register_at_fork"):
 class CloudWatchSink(Sink):
     """One log stream of one log group, through one boto3 client built on first use."""
 
+    plain_items = True  # send() reads items by position
     limits = SinkLimits(
         max_batch_events=MAX_BATCH_EVENTS,
         max_batch_bytes=MAX_BATCH_BYTES,
@@ -355,17 +356,17 @@ class CloudWatchSink(Sink):
 
     # -- sending --------------------------------------------------------------------------------
 
-    def send(self, items: Sequence[Item]) -> SendResult | None:
+    def send(self, items: Sequence[ItemTuple]) -> SendResult | None:
         """One PutLogEvents call for ``items`` (sorted by timestamp; rejections mapped back)."""
-        # Item.timestamp is record.created (float seconds); CloudWatch wants integer milliseconds.
-        # The request is built here rather than in payload(), which does not see record.created.
-        stamps = [int(item.timestamp * 1000) for item in items]
+        # An item's timestamp is record.created (float seconds); CloudWatch wants integer
+        # milliseconds. The request is built here: payload() does not see record.created.
+        stamps = [int(item[TIMESTAMP] * 1000) for item in items]
         if stamps == sorted(stamps):  # the usual case, found in one pass: records in order
             order: Sequence[int] = range(len(items))
-            events = list(zip(stamps, [item.text for item in items], strict=True))
+            events = list(zip(stamps, [item[TEXT] for item in items], strict=True))
         else:
             order = sorted(range(len(items)), key=stamps.__getitem__)  # stable: ties keep seq
-            events = [(stamps[i], items[i].text) for i in order]
+            events = [(stamps[i], items[i][TEXT]) for i in order]
         client = self.client()
         if self._retention_pending:
             self._apply_retention(client)

@@ -37,7 +37,7 @@ from ..gcp_format import labels_of, severity_of, source_location_of, trace_field
 from ..shipping.encoding import encode
 from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError, RetryableError
-from ..shipping.sink import Item, SendResult, Sink, SinkLimits
+from ..shipping.sink import PAYLOAD, TEXT, ItemTuple, SendResult, Sink, SinkLimits, event_of
 from ..shipping.worker import quiet_sdk_loggers
 
 __all__ = [
@@ -257,6 +257,7 @@ class GcpSink(Sink):
     credentials when not given) and the client built at the first send.
     """
 
+    plain_items = True  # send() reads items by position
     needs_event = True  # insertId, severity, labels and sourceLocation come from the event
 
     def __init__(self, target: GcpTarget) -> None:
@@ -454,7 +455,7 @@ class GcpSink(Sink):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _body(self, items: Sequence[Item], project: str) -> bytes:
+    def _body(self, items: Sequence[ItemTuple], project: str) -> bytes:
         target = self.target
         head = json.dumps(
             {
@@ -468,14 +469,14 @@ class GcpSink(Sink):
         entries = b",".join(self._entry_bytes(item) for item in items)
         return head[:-1].encode("utf-8") + b',"entries":[' + entries + b"]}"
 
-    def _entry_bytes(self, item: Item) -> bytes:
-        payload = item.payload
+    def _entry_bytes(self, item: ItemTuple) -> bytes:
+        payload = item[PAYLOAD]
         if isinstance(payload, bytes):
             return payload
         # The core falls back to the text if payload() failed: build the entry again.
-        return self.payload(item.event, item.text)  # type: ignore[no-any-return]
+        return self.payload(event_of(item[TEXT]), item[TEXT])  # type: ignore[no-any-return]
 
-    def send(self, items: Sequence[Item]) -> SendResult | None:
+    def send(self, items: Sequence[ItemTuple]) -> SendResult | None:
         client, project = self._connect()
         body = self._body(items, project)
         try:

@@ -19,7 +19,7 @@ from ..shipping import stdio
 from ..shipping.encoding import encode
 from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError
-from ..shipping.sink import Item, SendResult, Sink, SinkLimits
+from ..shipping.sink import PAYLOAD, ItemTuple, SendResult, Sink, SinkLimits
 
 __all__ = ["FORMATS", "STREAMS", "JsonStreamSink", "to_gcp_structured"]
 
@@ -59,6 +59,7 @@ class JsonStreamSink(Sink):
     bypassed: lines go to the stdout the process had (see :mod:`..shipping.stdio`).
     """
 
+    plain_items = True  # send() reads items by position
     limits = SinkLimits(
         max_batch_events=1000, max_batch_bytes=1024 * 1024, max_event_bytes=256 * 1024
     )
@@ -89,13 +90,13 @@ class JsonStreamSink(Sink):
             return stdio.resolve(self.stream)
         return self.stream, None
 
-    def send(self, items: Sequence[Item]) -> SendResult | None:
+    def send(self, items: Sequence[ItemTuple]) -> SendResult | None:
         with self._write_lock:
             stream, fd = self._resolve()
             if stream is None:
                 raise BatchRejectedError(f"{self.destination} is not available")
             try:
-                stdio.write_lines(stream, [item.payload for item in items], fd)
+                stdio.write_lines(stream, [item[PAYLOAD] for item in items], fd)
             except (ValueError, OSError) as exc:  # closed or broken stream
                 raise BatchRejectedError(
                     f"{self.destination} not writable: {exc}",
