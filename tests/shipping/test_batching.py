@@ -222,3 +222,28 @@ def test_a_sink_reading_fields_by_name_gets_items_and_one_reading_by_position_tu
     assert by_name.messages() == ["one", "two"]
     assert [json.loads(item[TEXT])["message"] for item in by_position.calls[0]] == ["one", "two"]
     assert [type(item) for item in by_position.calls[0]] == [tuple, tuple]
+
+
+def test_a_subclass_of_our_sink_with_its_own_send_gets_items(make_handler):
+    """Our sinks read items by position; a subclass whose send() reads them by name (as
+    ``Sink.send`` documents) is handed Item objects, not the worker's tuples."""
+    import io
+
+    from dagster_logship.sinks.stream import JsonStreamSink
+
+    seen: list[float] = []
+
+    class Stamped(JsonStreamSink):
+        def send(self, items):  # type: ignore[no-untyped-def]
+            seen.extend(item.timestamp for item in items)
+            return super().send(items)
+
+    out = io.StringIO()
+    sink = Stamped(out)
+    handler, logger = make_handler(sink)
+    logger.info("hello %d", 1)
+    assert handler.flush(5)
+    assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == ["hello 1"]
+    assert len(seen) == 1 and seen[0] > 0
+    assert handler.stats["delivered"] == 1 and handler.stats["spilled"] == 0
+    assert not Stamped.plain_items and JsonStreamSink.plain_items

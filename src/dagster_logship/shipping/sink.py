@@ -12,7 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-__all__ = ["Item", "SendResult", "Sink", "SinkLimits"]
+__all__ = [
+    "PAYLOAD",
+    "SEQ",
+    "SIZE",
+    "TEXT",
+    "TIMESTAMP",
+    "Item",
+    "ItemTuple",
+    "SendResult",
+    "Sink",
+    "SinkLimits",
+    "event_of",
+]
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,10 @@ class Sink(abc.ABC):
         super().__init_subclass__(**kwargs)
         if "payload" in cls.__dict__ and "needs_event" not in cls.__dict__:
             cls.needs_event = True
+        # A sink with its own send() (a subclass of one of ours, too) gets Item objects, unless
+        # it says it reads them by position.
+        if "send" in cls.__dict__ and "plain_items" not in cls.__dict__:
+            cls.plain_items = False
 
     def payload(self, item_event: dict[str, Any], text: str) -> Any:
         """Turn one encoded event into what :meth:`send` needs; the default is the JSON text."""
