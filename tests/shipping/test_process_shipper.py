@@ -103,3 +103,45 @@ def test_json_lines_from_the_helper_reach_this_process_stdout_in_order() -> None
     assert helper != "None" and int(delivered) == 2000
     lines = proc.stdout.splitlines()
     assert [json.loads(line)["message"] for line in lines] == [f"line {i}" for i in range(2000)]
+
+
+_CLOSED_THEN_FLUSHED = """
+import logging, sys, time
+from dagster_logship import JsonStreamHandler, flush_all
+handler = JsonStreamHandler(stream="stdout", shipper="process")
+logger = logging.Logger("lines", logging.INFO)
+logger.addHandler(handler)
+for i in range(2000):
+    logger.info("line %d", i)
+worker = handler._worker
+with logging._lock:  # as logging.config.dictConfig closes live handlers (Dagster, every run)
+    handler.close()  # under that lock: no waiting, the helper goes on delivering
+deadline = time.monotonic() + 30
+while worker._thread is not None and time.monotonic() < deadline:
+    time.sleep(0.01)  # until the feed thread has closed the helper's input and ended
+print("flushed", flush_all(float(sys.argv[1])), file=sys.stderr, flush=True)
+"""
+
+
+def test_flush_all_waits_for_a_helper_still_delivering_after_its_handler_was_closed() -> None:
+    """The helper writes into a pipe nobody reads yet, so it cannot finish: flush_all must
+    say so (False after its timeout), not answer True from a helper started for the flush."""
+    proc = subprocess.Popen([sys.executable, "-c", _CLOSED_THEN_FLUSHED, "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        said = proc.stderr.readline().split()  # before anything is read from its stdout
+        lines = proc.stdout.read().splitlines()  # now the helper can deliver
+        proc.wait(60)
+    finally:
+        proc.kill()
+    assert said == ["flushed", "False"]
+    assert [json.loads(line)["message"] for line in lines] == [f"line {i}" for i in range(2000)]
+
+
+def test_flush_all_after_a_close_returns_once_the_helper_has_delivered() -> None:
+    proc = subprocess.run([sys.executable, "-c", _CLOSED_THEN_FLUSHED, "30"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.split()[-2:] == ["flushed", "True"]
+    lines = proc.stdout.splitlines()
+    assert [json.loads(line)["message"] for line in lines] == [f"line {i}" for i in range(2000)]

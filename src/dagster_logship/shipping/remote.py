@@ -231,6 +231,9 @@ class ProcessWorker(Worker):
         self._ready = threading.Event()  # the helper answered, or ended first
         self._answered = 0  # pid of the helper that answered last
         self._closed_upto: dict[int, int] = {}  # helper pid -> last sequence forwarded to it
+        # An acknowledgement from a newer helper while one whose input we closed is still
+        # delivering: it counts once that one is done (see _acknowledged_locked).
+        self._held_ack = 0
 
     def after_fork(self) -> None:
         """In a forked child: the helper belongs to the parent; close our copy of its pipe so
@@ -251,6 +254,16 @@ class ProcessWorker(Worker):
 
     def _run(self) -> None:
         _local.active = True
+        if self._state == "closed":
+            with self._lock:  # the same step as a put that would need this thread
+                idle = not self._queue
+                if idle and self._thread is threading.current_thread():
+                    self._thread = None
+            if idle:
+                # Started by a flush after the handler closed: nothing to hand over, and the
+                # helper whose input was closed settles the rest (_acknowledged_locked). A new
+                # helper would only answer for records it never had.
+                return
         if self._state in ("new", "closed"):
             self._spawn()
         if self._state != "up":
@@ -469,7 +482,8 @@ class ProcessWorker(Worker):
                 self._answered = proc.pid
                 ready.set()
                 if upto:
-                    self._mark_done(upto)
+                    with self._lock:
+                        self._acknowledged_locked(proc.pid, upto)
         finally:
             stream.close()
         code = proc.wait()
@@ -477,7 +491,7 @@ class ProcessWorker(Worker):
             upto = self._closed_upto.pop(proc.pid, None)
             if upto is not None:
                 # We closed its pipe: it delivered or spilled what it had, then left.
-                self._mark_done_locked(upto)
+                self._acknowledged_locked(proc.pid, upto)
                 if self._proc is proc:
                     self._proc = None
         if upto is not None:
@@ -491,6 +505,24 @@ class ProcessWorker(Worker):
             self._down(f"it ended (exit status {code})")
         else:
             ready.set()  # _spawn gives up; nothing was forwarded
+
+    def _acknowledged_locked(self, pid: int, upto: int) -> None:
+        """Helper ``pid`` has settled every record up to ``upto`` that was handed to it.
+
+        FIX (found by a multiprocess Dagster run's test, about one run in fifty under load):
+        records are numbered across helpers. When a host closes the handler, the feed thread
+        closes the helper's input and ends while that helper still delivers; a flush then
+        started a new helper, which settled the flush target at once (it held nothing), and
+        that marked the old helper's records done too: ``flush_all`` returned before they had
+        arrived. Now an answer is held back while a helper whose input was closed has not
+        settled all it was given, and counts once that one has."""
+        if any(other != pid and last > self._done_seq for other, last in self._closed_upto.items()):
+            self._held_ack = max(self._held_ack, upto)
+            return
+        self._mark_done_locked(upto)
+        if self._held_ack and all(last <= self._done_seq for last in self._closed_upto.values()):
+            self._mark_done_locked(self._held_ack)
+            self._held_ack = 0
 
     def _down(self, why: str) -> None:
         with self._lock:
