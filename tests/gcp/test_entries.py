@@ -221,3 +221,82 @@ def test_cached_entry_fragments_write_what_the_general_path_writes() -> None:
             fast += 1
         assert got == expected, (i, event)
     assert len(sink._fragments) > 5 and fast > 100
+
+
+def test_entries_made_from_the_snapshot_are_the_general_paths_bytes() -> None:
+    """``plain_payload`` writes a plain Dagster record's entry without building its event dict:
+    for every record it takes, the bytes are those ``payload`` makes from the event."""
+    import random
+
+    from dagster_logship.shipping.encoding import build_event, snapshot
+    from dagster_logship.shipping.event_text import event_text
+    from dagster_logship.sinks.gcp import GcpSink, GcpTarget
+
+    rng = random.Random(11)
+    sink = GcpSink(GcpTarget.of(project="p", labels={"team": "data", "tier": "é\""}))
+    taken = declined = 0
+    for i in range(800):
+        meta = {
+            "run_id": rng.choice([None, "r1", "r\"2"]),
+            "job_name": rng.choice([None, "etl", "é"]),
+            "step_key": rng.choice([None, "load"]),
+            "op_name": rng.choice([None, "load"]),
+            "log_message_id": rng.choice([None, "", f"id-{i}", "id-\ud800", 7]),
+            "orig_message": rng.choice([None, "m", "m\ud800"]),
+            "job_tags": rng.choice([None, {"team": "data"}]),
+        }
+        extra: dict[str, Any] = {"dagster_meta": meta} if rng.random() < 0.85 else {}
+        if rng.random() < 0.1:
+            extra["trace"] = "projects/p/traces/abc"
+        record = logging.LogRecord("x", rng.choice([10, 20, 30, 40, 50, 5]), "/a.py",
+                                   rng.randint(1, 9), rng.choice(["m %d", "é %d", "\ud800 %d"]),
+                                   (i,), None)
+        record.__dict__.update(extra)
+        record.levelname = logging.getLevelName(record.levelno)
+        record.created = rng.uniform(1.7e9, 1.8e9)
+        snap = snapshot(record)
+        fast = event_text(snap)
+        if fast is None:
+            continue
+        got = sink.plain_payload(snap, fast[0])
+        if got is None:
+            declined += 1
+            continue
+        taken += 1
+        assert got == sink.payload(build_event(snap), fast[0]), (i, record.__dict__)
+        assert json.loads(got)["insertId"] == meta["log_message_id"]
+    # Taken for most plain Dagster records; declined for records without an id of their own
+    # (a random insertId) and for lone surrogates (the general path replaces them).
+    assert taken > 100 and declined > 50
+
+
+def test_a_sink_with_its_own_payload_is_not_bypassed_by_the_parents_plain_payload(
+    server: FakeCloudLogging, gcp: Any
+) -> None:
+    from dagster_logship.shipping.handler import ShippingHandler
+    from dagster_logship.shipping.options import ShippingOptions
+    from dagster_logship.shipping.sink import Sink
+    from dagster_logship.sinks.gcp import GcpSink, GcpTarget
+
+    class Tagged(GcpSink):
+        def payload(self, item_event: dict[str, Any], text: str) -> Any:
+            entry = json.loads(super().payload(item_event, text))
+            entry["labels"] = dict(entry.get("labels") or {}, tagged="yes")
+            return json.dumps(entry).encode()
+
+    assert Tagged.plain_payload is Sink.plain_payload
+    assert GcpSink.plain_payload is not Sink.plain_payload
+
+    target = GcpTarget.of(project=gcp.PROJECT, log_name="tagged", api_endpoint=server.url)
+    handler = ShippingHandler(lambda: Tagged(target), key=("tagged", server.url),
+                              options=ShippingOptions(flush_interval=0.02))
+    logger = gcp.logger_for(handler)
+    meta = {"run_id": "r", "job_name": "j", "step_key": "s", "log_message_id": "id-1",
+            "orig_message": "hello"}
+    logger.info("hello", extra={"dagster_meta": meta})
+    try:
+        assert handler.flush(10)
+    finally:
+        handler.close()
+    (entry,) = server.entries()
+    assert entry["insertId"] == "id-1" and entry["labels"]["tagged"] == "yes"

@@ -156,6 +156,10 @@ class Worker:
             options.max_batch_bytes or limits.max_batch_bytes, limits.max_batch_bytes
         )
         self._encode_at = min(_ENCODE_AT, self.batch_events)
+        #: The sink's plain_payload, if it has one (see Sink.plain_payload).
+        self._plain_payload = (
+            sink.plain_payload if type(sink).plain_payload is not Sink.plain_payload else None
+        )
         self._busy_records = max(1, options.queue_max_records // 2)
         self._busy_mem = max(1, options.queue_max_bytes // 2)
         self._max_records = options.queue_max_records
@@ -640,14 +644,24 @@ class Worker:
         items: list[ItemTuple] = []
         append = items.append
         needs_event = self.sink.needs_event
+        plain_payload = self._plain_payload
         split = 0
         for seq, snap in enumerate(snaps, first):
             if not seq & 31 and self._in_flight:
                 _yield_gil()
             fast = event_text(snap)
-            if fast is not None and fast[1] <= max_event and not needs_event:
-                append((fast[0], fast[0], fast[1] + overhead, snap[CREATED], seq))
-                continue
+            if fast is not None and fast[1] <= max_event:
+                if not needs_event:
+                    append((fast[0], fast[0], fast[1] + overhead, snap[CREATED], seq))
+                    continue
+                if plain_payload is not None:
+                    try:
+                        payload = plain_payload(snap, fast[0])
+                    except Exception:
+                        payload = None
+                    if payload is not None:
+                        append((fast[0], payload, fast[1] + overhead, snap[CREATED], seq))
+                        continue
             event = build_event(snap)
             text, nbytes = fast if fast is not None else encode(event)
             parts = [(event, text, nbytes)]
