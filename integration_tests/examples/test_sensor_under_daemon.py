@@ -1,0 +1,189 @@
+"""``logger_check_sensor`` under a real ``dagster-daemon``, with runs launched as a deployment
+launches them: ``dagster job launch`` queues them, the daemon's run coordinator starts each in
+its own process through the code location's server, and the sensor daemon reads their
+RUN_START events. The other tests call the sensor's body with a context built by hand; only here
+does Dagster decide when it runs and which runs it sees.
+
+Slow for a test (about half a minute): a daemon, a code server and two run processes start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+GROUP = "/dagster/daemon-check"
+
+DEFS = '''
+from dagster import Definitions, job, op
+from dagster_logship import cloudwatch_logger, logger_check_sensor
+
+@op
+def hello(context):
+    context.log.info("hello from a daemon-launched run")
+
+# Names its logger in its default run config: the logger starts, the sensor stays quiet.
+@job(logger_defs={"cloudwatch": cloudwatch_logger},
+     config={"loggers": {"cloudwatch": {"config": {"log_group_name": "LOG_GROUP"}}}})
+def shipped():
+    hello()
+
+# Attaches the logger but no run config names it: Dagster falls back to its console.
+@job(logger_defs={"cloudwatch": cloudwatch_logger})
+def forgot():
+    hello()
+
+defs = Definitions(jobs=[shipped, forgot],
+                   sensors=[logger_check_sensor(minimum_interval_seconds=1)])
+'''.replace("LOG_GROUP", GROUP)
+
+INSTANCE = """
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+"""
+
+WARNING_PREFIX = "dagster-logship: this run did not start logger 'cloudwatch'"
+
+
+def _script(name: str) -> str:
+    """A console script of this interpreter's environment (dagster, dagster-daemon)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        pytest.skip(f"{name} is not installed next to {sys.executable}")
+    return str(path)
+
+
+def _wait(condition: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}; daemon log ends with:\n{tail}")
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, moto_endpoint: str,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A code location, an instance (DAGSTER_HOME) with a queued run coordinator, and a
+    running ``dagster-daemon``, all in ``tmp_path``; the daemon's process group is killed at
+    the end (its code server and run processes with it)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE)
+    (tmp_path / "defs.py").write_text(DEFS)
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n  - python_file:\n      relative_path: defs.py\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", moto_endpoint)
+    log = tmp_path / "daemon.log"
+    with open(log, "w") as out:
+        daemon = subprocess.Popen(
+            [_script("dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        yield {"dir": tmp_path, "log": log, "daemon": daemon}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(10)
+        # Code servers and run workers it started stay in its session: end what is left.
+        _kill_session(daemon.pid)
+
+
+def _kill_session(sid: int) -> None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == sid:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def _launch(where: Path, job: str) -> None:
+    subprocess.run([_script("dagster"), "job", "launch", "-w", "workspace.yaml", "-j", job],
+                   cwd=where, check=True, capture_output=True, timeout=120)
+
+
+def _warnings(instance: Any, run_id: str) -> list[str]:
+    return [
+        r.dagster_event.message or ""
+        for r in instance.all_logs(run_id)
+        if r.level == logging.WARNING and r.dagster_event is not None
+        and (r.dagster_event.message or "").startswith("dagster-logship:")
+    ]
+
+
+def _run_of(instance: Any, job: str) -> Any:
+    runs = instance.get_runs()
+    return next((r for r in runs if r.job_name == job), None)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_the_daemon_warns_in_a_run_that_did_not_start_its_logger(
+    deployment: dict[str, Any], moto_endpoint: str,
+) -> None:
+    import boto3
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    where, log = deployment["dir"], deployment["log"]
+    # A run status sensor starts from the newest event when it first ticks: runs that start
+    # before that are never shown to it. Launch only once it has ticked.
+    _wait(lambda: "Checking for new runs for sensor: dagster_logship_logger_check"
+          in log.read_text(errors="replace"), 90, "the sensor's first tick", log)
+    instance = DagsterInstance.get()
+
+    def finished(job: str) -> Any:
+        run = _run_of(instance, job)
+        return run if run is not None and run.status in (
+            DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) else None
+
+    _launch(where, "shipped")
+    shipped = _wait(lambda: finished("shipped"), 120, "the run of 'shipped'", log)
+    _launch(where, "forgot")
+    forgot = _wait(lambda: finished("forgot"), 120, "the run of 'forgot'", log)
+    assert shipped.status == forgot.status == DagsterRunStatus.SUCCESS
+
+    # The sensor reads RUN_START events in order: once it has warned in the second run, it has
+    # looked at the first.
+    warnings = _wait(lambda: _warnings(instance, forgot.run_id), 60,
+                     "the sensor's warning in the run of 'forgot'", log)
+    assert len(warnings) == 1 and warnings[0].startswith(WARNING_PREFIX)
+    assert "job 'forgot'" in warnings[0]
+    assert _warnings(instance, shipped.run_id) == []
+
+    # The run that started its logger shipped from its own process: its record is in CloudWatch.
+    client = boto3.session.Session().client(
+        "logs", region_name="us-east-1", endpoint_url=moto_endpoint,
+        aws_access_key_id="testing", aws_secret_access_key="testing")
+    events = client.filter_log_events(logGroupName=GROUP)["events"]
+    shipped_events = [json.loads(e["message"]) for e in events]
+    assert {e.get("run_id") for e in shipped_events} == {shipped.run_id}
+    assert [e["message"] for e in shipped_events if e["step_key"] == "hello"
+            and e["message"].startswith("hello from")] == ["hello from a daemon-launched run"]
