@@ -270,22 +270,60 @@ def test_entries_made_from_the_snapshot_are_the_general_paths_bytes() -> None:
     assert taken > 100 and declined > 50
 
 
-def test_a_sink_with_its_own_payload_is_not_bypassed_by_the_parents_plain_payload(
+class _TagMixin:
+    """Adds a label to every entry: a payload() that comes from a mixin, not the sink class."""
+
+    def payload(self, item_event: dict[str, Any], text: str) -> Any:
+        entry = json.loads(super().payload(item_event, text))  # type: ignore[misc]
+        entry["labels"] = dict(entry.get("labels") or {}, tagged="yes")
+        return json.dumps(entry).encode()
+
+
+def test_which_payload_hooks_the_worker_uses() -> None:
+    """plain_payload is used only where it stands for the payload() that would be called."""
+    from dagster_logship.shipping.sink import payload_hooks
+    from dagster_logship.sinks.cloudwatch import CloudWatchSink
+    from dagster_logship.sinks.gcp import GcpSink, GcpTarget
+
+    target = GcpTarget.of(project="p")
+
+    class Own(GcpSink):
+        def payload(self, item_event: dict[str, Any], text: str) -> Any:
+            return super().payload(item_event, text)
+
+    class Mixed(_TagMixin, GcpSink):
+        pass
+
+    class Faster(GcpSink):  # writes plain_payload for the payload() it inherits
+        def plain_payload(self, snap: Any, text: str) -> Any:
+            return super().plain_payload(snap, text)
+
+    class TaggedCloudWatch(_TagMixin, CloudWatchSink):
+        pass
+
+    plain = GcpSink(target)
+    assert payload_hooks(plain)[0] is True and payload_hooks(plain)[1] is not None
+    assert payload_hooks(Own(target)) == (True, None)
+    assert payload_hooks(Mixed(target)) == (True, None)
+    assert payload_hooks(Faster(target))[1] is not None
+    patched = GcpSink(target)
+    patched.payload = lambda item_event, text: b"{}"  # type: ignore[method-assign]
+    assert payload_hooks(patched) == (True, None)
+    cloudwatch = CloudWatchSink(log_group_name="g", log_stream_name="s", aws_region="us-east-1")
+    assert payload_hooks(cloudwatch) == (False, None)  # the text is the payload
+    tagged = TaggedCloudWatch(log_group_name="g", log_stream_name="s", aws_region="us-east-1")
+    assert payload_hooks(tagged) == (True, None)  # the mixin's payload() reads the event
+
+
+def test_a_payload_from_a_mixin_is_not_bypassed_by_the_sinks_plain_payload(
     server: FakeCloudLogging, gcp: Any
 ) -> None:
     from dagster_logship.shipping.handler import ShippingHandler
     from dagster_logship.shipping.options import ShippingOptions
-    from dagster_logship.shipping.sink import Sink
     from dagster_logship.sinks.gcp import GcpSink, GcpTarget
 
-    class Tagged(GcpSink):
-        def payload(self, item_event: dict[str, Any], text: str) -> Any:
-            entry = json.loads(super().payload(item_event, text))
-            entry["labels"] = dict(entry.get("labels") or {}, tagged="yes")
-            return json.dumps(entry).encode()
-
-    assert Tagged.plain_payload is Sink.plain_payload
-    assert GcpSink.plain_payload is not Sink.plain_payload
+    class Tagged(_TagMixin, GcpSink):
+        pass
 
     target = GcpTarget.of(project=gcp.PROJECT, log_name="tagged", api_endpoint=server.url)
     handler = ShippingHandler(lambda: Tagged(target), key=("tagged", server.url),
@@ -293,10 +331,12 @@ def test_a_sink_with_its_own_payload_is_not_bypassed_by_the_parents_plain_payloa
     logger = gcp.logger_for(handler)
     meta = {"run_id": "r", "job_name": "j", "step_key": "s", "log_message_id": "id-1",
             "orig_message": "hello"}
-    logger.info("hello", extra={"dagster_meta": meta})
+    logger.info("hello", extra={"dagster_meta": meta})  # a plain Dagster record
+    logger.info("no id of its own")
     try:
         assert handler.flush(10)
     finally:
         handler.close()
-    (entry,) = server.entries()
-    assert entry["insertId"] == "id-1" and entry["labels"]["tagged"] == "yes"
+    entries = server.entries()
+    assert [e["labels"].get("tagged") for e in entries] == ["yes", "yes"]
+    assert entries[0]["insertId"] == "id-1"

@@ -24,6 +24,7 @@ __all__ = [
     "Sink",
     "SinkLimits",
     "event_of",
+    "payload_hooks",
 ]
 
 
@@ -121,10 +122,6 @@ class Sink(abc.ABC):
         super().__init_subclass__(**kwargs)
         if "payload" in cls.__dict__ and "needs_event" not in cls.__dict__:
             cls.needs_event = True
-        # ...and its payload() is the one to call: a plain_payload() it inherits was written
-        # for the parent's payload().
-        if "payload" in cls.__dict__ and "plain_payload" not in cls.__dict__:
-            cls.plain_payload = Sink.plain_payload  # type: ignore[method-assign]
         # A sink with its own send() (a subclass of one of ours, too) gets Item objects, unless
         # it says it reads them by position.
         if "send" in cls.__dict__ and "plain_items" not in cls.__dict__:
@@ -141,7 +138,9 @@ class Sink(abc.ABC):
         Called only for records whose text ``event_text`` wrote (no exception, no extras, plain
         metadata) and that fit one event. Building the event dict costs ~2 us per record, as
         much again as writing its text: a sink that reads a few fields of it can read them from
-        the snapshot instead. The result must equal ``payload(event, text)``.
+        the snapshot instead. The result must equal ``payload(event, text)``; it is not called
+        when a ``payload()`` defined further down the class's MRO (a subclass's, a mixin's, the
+        instance's) would replace the one it was written for (see :func:`payload_hooks`).
         """
         return None
 
@@ -154,3 +153,29 @@ class Sink(abc.ABC):
 
     def after_fork(self) -> None:  # noqa: B027 - optional hook
         """Drop state that must not cross a fork (clients, sockets); rebuilt lazily."""
+
+
+def payload_hooks(sink: Sink) -> tuple[bool, Any]:
+    """(needs_event, plain_payload or None): how the worker calls ``sink``'s payload hooks.
+
+    Read from where each is defined along the MRO, not from the attributes alone: a
+    ``payload()`` that a mixin or the instance supplies sits below the class that declared
+    ``needs_event`` or wrote ``plain_payload`` for its own ``payload()``, and must still be
+    called for every record, with the event built.
+    """
+    mro = type(sink).__mro__
+    own = getattr(sink, "__dict__", {})
+
+    def depth(name: str) -> int:
+        """-1 on the instance, else the index of the first class in the MRO defining it."""
+        if name in own:
+            return -1
+        return next((i for i, klass in enumerate(mro) if name in klass.__dict__), len(mro))
+
+    payload_at = depth("payload")
+    needs_event = bool(sink.needs_event) or payload_at < depth("needs_event")
+    plain_at = depth("plain_payload")
+    plain = None
+    if plain_at <= payload_at and (plain_at < 0 or mro[plain_at] is not Sink):
+        plain = sink.plain_payload
+    return needs_event, plain

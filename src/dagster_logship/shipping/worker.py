@@ -37,7 +37,7 @@ from .encoding import CREATED, MEM, SIZE, Snapshot, build_event, encode, fit_eve
 from .event_text import event_text
 from .options import ShippingOptions
 from .retry import BatchRejectedError, RetryableError, RetryPolicy, build_retrying
-from .sink import SEQ, TIMESTAMP, Item, ItemTuple, Sink, event_of
+from .sink import SEQ, TIMESTAMP, Item, ItemTuple, Sink, event_of, payload_hooks
 from .sink import SIZE as ITEM_SIZE
 from .spill import Spill, diagnostic
 from .stats import DeliveryStats
@@ -156,10 +156,9 @@ class Worker:
             options.max_batch_bytes or limits.max_batch_bytes, limits.max_batch_bytes
         )
         self._encode_at = min(_ENCODE_AT, self.batch_events)
-        #: The sink's plain_payload, if it has one (see Sink.plain_payload).
-        self._plain_payload = (
-            sink.plain_payload if type(sink).plain_payload is not Sink.plain_payload else None
-        )
+        #: Whether to build the event for the sink's payload(), and its plain_payload if that
+        #: may be used (see sink.payload_hooks).
+        self._needs_event, self._plain_payload = payload_hooks(sink)
         self._busy_records = max(1, options.queue_max_records // 2)
         self._busy_mem = max(1, options.queue_max_bytes // 2)
         self._max_records = options.queue_max_records
@@ -643,8 +642,7 @@ class Worker:
         max_event = min(limits.max_event_bytes, self.batch_bytes - overhead)
         items: list[ItemTuple] = []
         append = items.append
-        needs_event = self.sink.needs_event
-        plain_payload = self._plain_payload
+        needs_event, plain_payload = self._needs_event, self._plain_payload
         split = 0
         for seq, snap in enumerate(snaps, first):
             if not seq & 31 and self._in_flight:
