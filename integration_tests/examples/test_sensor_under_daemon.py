@@ -58,6 +58,7 @@ run_coordinator:
     dequeue_interval_seconds: 1
 """
 
+SENSOR = "dagster_logship_logger_check"
 WARNING_PREFIX = "dagster-logship: this run did not start logger 'cloudwatch'"
 
 
@@ -140,6 +141,17 @@ def _warnings(instance: Any, run_id: str) -> list[str]:
     ]
 
 
+def _ticked(instance: Any, sensor: str) -> bool:
+    """The daemon has evaluated ``sensor`` at least once (a tick is recorded)."""
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    return any(
+        state.instigator_name == sensor
+        and instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+    )
+
+
 def _run_of(instance: Any, job: str) -> Any:
     runs = instance.get_runs()
     return next((r for r in runs if r.job_name == job), None)
@@ -153,11 +165,10 @@ def test_the_daemon_warns_in_a_run_that_did_not_start_its_logger(
     from dagster import DagsterInstance, DagsterRunStatus
 
     where, log = deployment["dir"], deployment["log"]
+    instance = DagsterInstance.get()
     # A run status sensor starts from the newest event when it first ticks: runs that start
     # before that are never shown to it. Launch only once it has ticked.
-    _wait(lambda: "Checking for new runs for sensor: dagster_logship_logger_check"
-          in log.read_text(errors="replace"), 90, "the sensor's first tick", log)
-    instance = DagsterInstance.get()
+    _wait(lambda: _ticked(instance, SENSOR), 90, "the sensor's first tick", log)
 
     def finished(job: str) -> Any:
         run = _run_of(instance, job)
