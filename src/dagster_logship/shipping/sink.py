@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -51,6 +51,8 @@ class SinkLimits:
 #: the oldest generation, ten thousand a run, and set off full collections of Dagster's heap
 #: (~150 ms each, benchmarks/).
 ItemTuple = tuple[str, Any, int, float, int]
+#: ``Sink.plain_payload`` as the worker calls it: (snapshot, event text) -> payload or None.
+PlainPayload = Callable[[tuple[Any, ...], str], Any]
 #: Positions of :class:`Item`'s fields, for sinks that read items by position.
 TEXT: Final = 0
 PAYLOAD: Final = 1
@@ -155,7 +157,7 @@ class Sink(abc.ABC):
         """Drop state that must not cross a fork (clients, sockets); rebuilt lazily."""
 
 
-def payload_hooks(sink: Sink) -> tuple[bool, Any]:
+def payload_hooks(sink: Sink) -> tuple[bool, PlainPayload | None]:
     """(needs_event, plain_payload or None): how the worker calls ``sink``'s payload hooks.
 
     Read from where each is defined along the MRO, not from the attributes alone: a
@@ -175,7 +177,7 @@ def payload_hooks(sink: Sink) -> tuple[bool, Any]:
     payload_at = depth("payload")
     needs_event = bool(sink.needs_event) or payload_at < depth("needs_event")
     plain_at = depth("plain_payload")
-    plain = None
+    plain: PlainPayload | None = None
     if plain_at <= payload_at and (plain_at < 0 or mro[plain_at] is not Sink):
         plain = sink.plain_payload
     return needs_event, plain
