@@ -247,3 +247,37 @@ def test_a_subclass_of_our_sink_with_its_own_send_gets_items(make_handler):
     assert len(seen) == 1 and seen[0] > 0
     assert handler.stats["delivered"] == 1 and handler.stats["spilled"] == 0
     assert not Stamped.plain_items and JsonStreamSink.plain_items
+
+
+def test_a_send_from_a_mixin_gets_items(make_handler):
+    """A send() that a mixin or the instance supplies reads items by name (as ``Sink.send``
+    documents), even on one of our sinks, which read them by position."""
+    import io
+
+    from dagster_logship.shipping.sink import takes_plain_items
+    from dagster_logship.sinks.stream import JsonStreamSink
+
+    seen: list[str] = []
+
+    class StampMixin:
+        def send(self, items):  # type: ignore[no-untyped-def]
+            seen.extend(item.text for item in items)  # by name: an Item, not a tuple
+            return super().send(items)  # type: ignore[misc]
+
+    class Stamped(StampMixin, JsonStreamSink):
+        pass
+
+    assert Stamped.plain_items  # inherited: the attribute alone would say tuples
+    assert not takes_plain_items(Stamped(io.StringIO()))
+    assert takes_plain_items(JsonStreamSink(io.StringIO()))
+    patched = JsonStreamSink(io.StringIO())
+    patched.send = lambda items: None  # type: ignore[method-assign]
+    assert not takes_plain_items(patched)
+
+    out = io.StringIO()
+    handler, logger = make_handler(Stamped(out))
+    logger.info("hello %d", 1)
+    assert handler.flush(5)
+    assert [json.loads(text)["message"] for text in seen] == ["hello 1"]
+    assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == ["hello 1"]
+    assert handler.stats["delivered"] == 1 and handler.stats["spilled"] == 0

@@ -25,6 +25,7 @@ __all__ = [
     "SinkLimits",
     "event_of",
     "payload_hooks",
+    "takes_plain_items",
 ]
 
 
@@ -157,6 +158,15 @@ class Sink(abc.ABC):
         """Drop state that must not cross a fork (clients, sockets); rebuilt lazily."""
 
 
+def _depth(sink: Sink, name: str) -> int:
+    """Where ``name`` comes from for ``sink``: -1 for the instance, else the index in its
+    class's MRO of the first class defining it."""
+    if name in getattr(sink, "__dict__", {}):
+        return -1
+    mro = type(sink).__mro__
+    return next((i for i, klass in enumerate(mro) if name in klass.__dict__), len(mro))
+
+
 def payload_hooks(sink: Sink) -> tuple[bool, PlainPayload | None]:
     """(needs_event, plain_payload or None): how the worker calls ``sink``'s payload hooks.
 
@@ -165,19 +175,18 @@ def payload_hooks(sink: Sink) -> tuple[bool, PlainPayload | None]:
     ``needs_event`` or wrote ``plain_payload`` for its own ``payload()``, and must still be
     called for every record, with the event built.
     """
-    mro = type(sink).__mro__
-    own = getattr(sink, "__dict__", {})
-
-    def depth(name: str) -> int:
-        """-1 on the instance, else the index of the first class in the MRO defining it."""
-        if name in own:
-            return -1
-        return next((i for i, klass in enumerate(mro) if name in klass.__dict__), len(mro))
-
-    payload_at = depth("payload")
-    needs_event = bool(sink.needs_event) or payload_at < depth("needs_event")
-    plain_at = depth("plain_payload")
+    payload_at = _depth(sink, "payload")
+    needs_event = bool(sink.needs_event) or payload_at < _depth(sink, "needs_event")
+    plain_at = _depth(sink, "plain_payload")
     plain: PlainPayload | None = None
-    if plain_at <= payload_at and (plain_at < 0 or mro[plain_at] is not Sink):
+    if plain_at <= payload_at and (plain_at < 0 or type(sink).__mro__[plain_at] is not Sink):
         plain = sink.plain_payload
     return needs_event, plain
+
+
+def takes_plain_items(sink: Sink) -> bool:
+    """Whether ``sink.send`` is handed the worker's tuples (:data:`ItemTuple`) rather than
+    :class:`Item` objects: only when ``plain_items`` was declared where that ``send()`` was
+    written or below it. A ``send()`` from a subclass, a mixin or the instance, below the
+    class that declared ``plain_items``, reads items by name as :meth:`Sink.send` documents."""
+    return bool(sink.plain_items) and _depth(sink, "plain_items") <= _depth(sink, "send")

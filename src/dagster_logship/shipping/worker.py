@@ -37,7 +37,16 @@ from .encoding import CREATED, MEM, SIZE, Snapshot, build_event, encode, fit_eve
 from .event_text import event_text
 from .options import ShippingOptions
 from .retry import BatchRejectedError, RetryableError, RetryPolicy, build_retrying
-from .sink import SEQ, TIMESTAMP, Item, ItemTuple, Sink, event_of, payload_hooks
+from .sink import (
+    SEQ,
+    TIMESTAMP,
+    Item,
+    ItemTuple,
+    Sink,
+    event_of,
+    payload_hooks,
+    takes_plain_items,
+)
 from .sink import SIZE as ITEM_SIZE
 from .spill import Spill, diagnostic
 from .stats import DeliveryStats
@@ -159,6 +168,8 @@ class Worker:
         #: Whether to build the event for the sink's payload(), and its plain_payload if that
         #: may be used (see sink.payload_hooks).
         self._needs_event, self._plain_payload = payload_hooks(sink)
+        #: Whether send() gets the worker's tuples (see sink.takes_plain_items).
+        self._plain_items = takes_plain_items(sink)
         self._busy_records = max(1, options.queue_max_records // 2)
         self._busy_mem = max(1, options.queue_max_bytes // 2)
         self._max_records = options.queue_max_records
@@ -890,7 +901,7 @@ class Worker:
         # What the sink is handed: the tuples themselves, or Item objects for a sink that reads
         # their fields by name (made now, for the time of the call).
         remaining: Sequence[ItemTuple] = (
-            batch if self.sink.plain_items else [Item._make(item) for item in batch]
+            batch if self._plain_items else [Item._make(item) for item in batch]
         )
         delivered = rejected = 0
         spills: list[tuple[dict[str, Any], str]] = []
