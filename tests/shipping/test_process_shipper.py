@@ -145,3 +145,82 @@ def test_flush_all_after_a_close_returns_once_the_helper_has_delivered() -> None
     assert proc.stderr.split()[-2:] == ["flushed", "True"]
     lines = proc.stdout.splitlines()
     assert [json.loads(line)["message"] for line in lines] == [f"line {i}" for i in range(2000)]
+
+
+_GC_REPORTING_SINK = '''
+import gc
+from dagster_logship.shipping.sink import Sink, SinkLimits
+
+class GcReportingSink(Sink):
+    """Delivers nothing anywhere: it writes, per batch, the helper's collector settings."""
+    destination = "gc-report"
+    limits = SinkLimits(max_batch_events=100, max_batch_bytes=1 << 20, max_event_bytes=1 << 18)
+
+    def __init__(self, path):
+        self.path = path
+
+    def send(self, items):
+        with open(self.path, "a") as out:
+            out.write(f"{len(items)} {gc.get_threshold()[0]} {gc.get_freeze_count() > 0}\\n")
+        return None
+'''
+
+_RUN_GC_REPORTING_HELPER = """
+import logging, sys
+sys.path.insert(0, sys.argv[1])
+from dagster_logship.shipping import ShippingHandler, ShippingOptions
+from dagster_logship.shipping.remote import SinkSpec
+import gcsink
+out = sys.argv[2]
+handler = ShippingHandler(lambda: gcsink.GcReportingSink(out), key=("gc", out),
+                          options=ShippingOptions(shipper="process"),
+                          sink_spec=SinkSpec("gcsink", "GcReportingSink", (out,)))
+logger = logging.Logger("gc", logging.INFO)
+logger.addHandler(handler)
+for i in range(250):
+    logger.info("line %d", i)
+assert handler.flush(30)
+print(handler._worker.shipper_pid, handler.stats["delivered"], file=sys.stderr)
+"""
+
+
+def test_the_helper_collects_garbage_in_larger_steps_and_skips_what_imports_left(
+    tmp_path: Any,
+) -> None:
+    """tune_gc() runs in the helper (shipper.py): a young-generation threshold far above
+    CPython's 700 and a frozen import heap; this process's collector is untouched."""
+    from dagster_logship.shipping.shipper import GC_YOUNG_THRESHOLD
+
+    (tmp_path / "gcsink.py").write_text(_GC_REPORTING_SINK)
+    out = tmp_path / "report.txt"
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_GC_REPORTING_HELPER, str(tmp_path), str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    helper, delivered = proc.stderr.split()
+    assert helper != "None" and int(delivered) == 250
+    rows = [line.split() for line in out.read_text().splitlines()]
+    assert sum(int(n) for n, _, _ in rows) == 250
+    assert {(threshold, frozen) for _, threshold, frozen in rows} == {
+        (str(GC_YOUNG_THRESHOLD), "True")
+    }
+
+
+def test_cycles_are_still_collected_under_the_helpers_gc_settings() -> None:
+    script = textwrap.dedent("""
+        import gc, weakref
+        from dagster_logship.shipping.shipper import GC_YOUNG_THRESHOLD, tune_gc
+        tune_gc()
+        class Node: pass
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b
+        keep = [[] for _ in range(GC_YOUNG_THRESHOLD * 2)]  # no explicit gc.collect()
+        print(gone() is None, gc.isenabled())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]
