@@ -201,16 +201,19 @@ def test_our_request_body_is_the_json_botocore_would_send(logs: Any, make_handle
     client = sink.client()
     texts = ['{"message":"plain"}', 'quote " backslash \\ tab \t newline \n nul \x00',
              "é € 😀 中文", "\u2028\u2029 and \x7f", "x" * 5_000]
-    events = [(1_700_000_000_000 + i, text) for i, text in enumerate(texts)]
-    ours = sink._request_body(events)
+    all_events = [(1_700_000_000_000 + i, text) for i, text in enumerate(texts)]
     operation = client.meta.service_model.operation_model("PutLogEvents")
-    theirs = create_serializer("json").serialize_to_request(
-        {"logGroupName": sink.log_group_name, "logStreamName": sink.log_stream_name,
-         "logEvents": [{"timestamp": t, "message": m} for t, m in events]},
-        operation,
-    )["body"]
-    assert ours.isascii() and theirs.isascii()
-    assert json.loads(ours) == json.loads(theirs)
+    assert json.loads(sink._request_body([]))["logEvents"] == []  # botocore refuses to make one
+    for events in (all_events, all_events[:1]):
+        ours = sink._request_body(events)
+        theirs = create_serializer("json").serialize_to_request(
+            {"logGroupName": sink.log_group_name, "logStreamName": sink.log_stream_name,
+             "logEvents": [{"timestamp": t, "message": m} for t, m in events]},
+            operation,
+        )["body"]
+        assert ours.isascii() and theirs.isascii()
+        assert json.loads(ours) == json.loads(theirs)
+        assert len(json.loads(ours)["logEvents"]) == len(events)
 
 
 def test_if_botocore_skips_our_hook_events_go_through_its_serializer(

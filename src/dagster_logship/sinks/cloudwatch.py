@@ -448,16 +448,15 @@ class CloudWatchSink(Sink):
                 + ',"logStreamName":' + encode_basestring_ascii(self.log_stream_name)
                 + ',"logEvents":['
             )
-        return (
-            head
-            + ",".join(
-                [
-                    f'{{"timestamp":{stamp:d},"message":{encode_basestring_ascii(text)}}}'
-                    for stamp, text in events
-                ]
-            )
-            + "]}"
-        ).encode("ascii")
+        if not events:
+            return (head + "]}").encode("ascii")
+        # '{"timestamp":S,"message":M},{"timestamp":...' joined from the two columns, without a
+        # formatted string per event, and the megabyte joined once (not copied again per `+`).
+        stamps = [str(stamp) for stamp, _ in events]
+        messages = list(map(encode_basestring_ascii, [text for _, text in events]))
+        pairs = map(',"message":'.join, zip(stamps, messages, strict=True))
+        events_text = '},{"timestamp":'.join(pairs)
+        return "".join((head, '{"timestamp":', events_text, "}]}")).encode("ascii")
 
     def _use_prepared_body(self, model: Any = None, params: Any = None, **kwargs: Any) -> None:
         """botocore's ``before-call`` hook: put the body written by :meth:`_request_body` in
