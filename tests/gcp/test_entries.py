@@ -340,3 +340,26 @@ def test_a_payload_from_a_mixin_is_not_bypassed_by_the_sinks_plain_payload(
     entries = server.entries()
     assert [e["labels"].get("tagged") for e in entries] == ["yes", "yes"]
     assert entries[0]["insertId"] == "id-1"
+
+
+def test_request_body_frames_exactly_the_entries_in_order() -> None:
+    """``_body`` folds the request's head and tail into the first and last entry (one join):
+    for none, one and several entries, and an item whose payload fell back to its text, the
+    body is the head's fields plus exactly those entries, in order."""
+    from dagster_logship.shipping.encoding import build_event, encode, snapshot
+    from dagster_logship.sinks.gcp import GcpSink, GcpTarget
+
+    sink = GcpSink(GcpTarget.of(project="p", log_name="app", labels={"team": "é\""}))
+    items = []
+    for i in range(5):
+        record = logging.LogRecord("x", logging.INFO, "/a.py", 1, "m é %d", (i,), None)
+        text = encode(build_event(snapshot(record)))[0]
+        payload = text if i == 3 else sink.payload(build_event(snapshot(record)), text)
+        items.append((text, payload, len(text), record.created, i))
+    for chosen in (items[:0], items[:1], items):
+        body = json.loads(sink._body(chosen, "p"))
+        assert body["logName"] == "projects/p/logs/app" and body["partialSuccess"] is True
+        assert body["resource"] == {"type": "global", "labels": {"project_id": "p"}}
+        assert [e["jsonPayload"]["message"] for e in body["entries"]] == [
+            f"m é {item[4]}" for item in chosen
+        ]

@@ -450,13 +450,19 @@ class CloudWatchSink(Sink):
             )
         if not events:
             return (head + "]}").encode("ascii")
-        # '{"timestamp":S,"message":M},{"timestamp":...' joined from the two columns, without a
-        # formatted string per event, and the megabyte joined once (not copied again per `+`).
-        stamps = [str(stamp) for stamp, _ in events]
-        messages = list(map(encode_basestring_ascii, [text for _, text in events]))
-        pairs = map(',"message":'.join, zip(stamps, messages, strict=True))
-        events_text = '},{"timestamp":'.join(pairs)
-        return "".join((head, '{"timestamp":', events_text, "}]}")).encode("ascii")
+        # b'{"timestamp":S,"message":M},{"timestamp":...' joined from the two columns, head and
+        # tail folded into the first and last piece, made bytes piece by piece: no formatted
+        # string per event, and one megabyte-sized object instead of four (a joined str, the
+        # str with head and tail, its bytes). With glibc's default settings each of those came
+        # from fresh pages, trimmed back after every request: 1.3 -> 0.8 us per event in a
+        # thread of the logging process (benchmarks/README.md).
+        stamps = [str(stamp).encode("ascii") for stamp, _ in events]
+        messages = [encode_basestring_ascii(text).encode("ascii") for _, text in events]
+        stamps[0] = (head + '{"timestamp":').encode("ascii") + stamps[0]
+        messages[-1] += b"}]}"
+        return b'},{"timestamp":'.join(
+            map(b',"message":'.join, zip(stamps, messages, strict=True))
+        )
 
     def _use_prepared_body(self, model: Any = None, params: Any = None, **kwargs: Any) -> None:
         """botocore's ``before-call`` hook: put the body written by :meth:`_request_body` in
