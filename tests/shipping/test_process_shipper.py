@@ -8,7 +8,6 @@ import enum
 import json
 import logging
 import marshal
-import os
 import subprocess
 import sys
 import textwrap
@@ -225,39 +224,3 @@ def test_cycles_are_still_collected_under_the_helpers_gc_settings() -> None:
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "True"]
-
-
-def test_helper_environment_adds_malloc_settings_and_keeps_the_users() -> None:
-    from dagster_logship.shipping.remote import HELPER_MALLOC_ENV, helper_environment
-
-    env = helper_environment({"PATH": "/bin", "MALLOC_TRIM_THRESHOLD_": "0"})
-    assert env["PATH"] == "/bin"
-    assert env["MALLOC_TRIM_THRESHOLD_"] == "0"  # the user's value wins
-    assert env["MALLOC_MMAP_THRESHOLD_"] == HELPER_MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/environ")
-def test_the_helper_runs_with_the_malloc_settings_and_this_process_without() -> None:
-    """Only the helper's malloc is tuned (remote.HELPER_MALLOC_ENV); the logging process's
-    environment is left as it was."""
-    script = textwrap.dedent("""
-        import logging, os, sys
-        from dagster_logship import JsonStreamHandler
-        handler = JsonStreamHandler(stream="stdout", shipper="process")
-        logger = logging.Logger("env", logging.INFO)
-        logger.addHandler(handler)
-        logger.info("hello")
-        assert handler.flush(30)
-        pid = handler._worker.shipper_pid
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            helper = dict(v.split(b"=", 1) for v in f.read().split(b"\\0") if b"=" in v)
-        print(helper.get(b"MALLOC_MMAP_THRESHOLD_", b"-").decode(),
-              helper.get(b"MALLOC_TRIM_THRESHOLD_", b"-").decode(),
-              os.environ.get("MALLOC_MMAP_THRESHOLD_", "-"), file=sys.stderr)
-    """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.split() == [str(4 << 20), str(16 << 20), "-"]
-    assert json.loads(proc.stdout)["message"] == "hello"

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any, BinaryIO
 
@@ -106,27 +106,6 @@ _BOOT = (
     "from dagster_logship.shipping.shipper import main\n"
     "main(c,f)\n"
 )
-
-#: glibc's malloc settings for the helper, unless the environment sets them already. Each
-#: request body is a megabyte or so, built and freed again every few milliseconds; with glibc's
-#: defaults every one of them came from fresh pages (a mapping of its own, or heap trimmed back
-#: to the OS after the last one), ~800 page faults per request: a third of the CloudWatch
-#: sink's CPU per event (benchmarks/README.md). Up to 4 MiB from the heap, and 16 MiB of free
-#: heap kept, make it a reuse. Other C libraries ignore these variables.
-HELPER_MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(4 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(16 << 20),
-}
-
-
-def helper_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The helper's environment: this process's, with :data:`HELPER_MALLOC_ENV` added (a value
-    the user set wins)."""
-    env = dict(environ)
-    for key, value in HELPER_MALLOC_ENV.items():
-        env.setdefault(key, value)
-    return env
-
 
 _PLAIN_TYPES = (str, int, float, bool, type(None))
 
@@ -440,7 +419,6 @@ class ProcessWorker(Worker):
             blob = pickle.dumps(config)
             proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT],
-                env=helper_environment(os.environ),
                 stdin=records_r,
                 stdout=out_fd,
                 stderr=err_fd,
