@@ -9,6 +9,7 @@ from typing import Any
 from dagster import Field, Noneable, StringSource
 
 from ..shipping.options import ConfigError, ShippingOptions
+from ._relay import RelayLogger
 
 __all__ = ["build_logger", "coerce_level", "common_schema", "shipping_kwargs", "shipping_schema"]
 
@@ -86,7 +87,8 @@ def shipping_kwargs(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_logger(name: str, level: Any, handler: logging.Handler) -> logging.Logger:
-    """A standalone ``logging.Logger`` (not registered globally, so it is freed with the run)."""
-    logger_ = logging.Logger(name, level=coerce_level(level))
+    """A standalone logger (not registered globally, so it is freed with the run) that takes
+    Dagster's relayed calls to ``handler`` without a ``LogRecord`` (see ``_relay.py``)."""
+    logger_ = RelayLogger(name, level=coerce_level(level))
     logger_.addHandler(handler)
     return logger_

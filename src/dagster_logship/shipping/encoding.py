@@ -32,6 +32,7 @@ __all__ = [
     "finish_text",
     "fit_event",
     "message_text",
+    "relayed_snapshot",
     "snapshot",
 ]
 
@@ -299,6 +300,37 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
         extras, text + 256, text + _SNAPSHOT_MEMORY + extras_mem,
     )  # fmt: skip
     return snap + args if args else snap
+
+
+def relayed_snapshot(
+    created: float, levelname: str, name: str, process: int | None, meta: dict[str, Any]
+) -> Snapshot | None:
+    """What :func:`snapshot` makes of the record a logger would build for a call Dagster relays
+    to a ``@logger`` (``logger.log(level, line, exc_info=None, extra={"dagster_meta": meta,
+    ...})``), made from the call's values without the record. None when ``meta`` is not of that
+    kind (its ``orig_message`` is not a string): then the caller builds the record.
+
+    The snapshot is the same tuple, field for field (tests/test_relay_logger.py compares them):
+    such a record has no args, no exception and no extras, and its message is
+    ``orig_message``."""
+    get = meta.get
+    orig = get("orig_message")
+    if type(orig) is not str:
+        return None
+    tags = get("job_tags")
+    last_tags = _last_tags
+    try:
+        same = tags is last_tags[0] and tags == last_tags[1]
+    except Exception:  # a mapping whose == raises: _tags_of copes
+        same = False
+    text = len(orig)
+    return (
+        created, levelname, name, process, orig, None, None, None,
+        True, orig, get("log_message_id"), get("run_id"), get("job_name"),
+        get("step_key"), get("op_name"), last_tags[2] if same else _tags_of(tags),
+        get("dagster_event"), None, None, None,
+        None, text + 256, text + _SNAPSHOT_MEMORY + _META_MEMORY,
+    )  # fmt: skip
 
 
 _second_prefix: tuple[int, str] = (-1, "")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import stdio
-from .encoding import snapshot
+from .encoding import Snapshot, snapshot
 from .options import ConfigError, ShippingOptions
 from .remote import SinkSpec, make_worker
 from .sink import Sink
@@ -144,6 +144,23 @@ class ShippingHandler(logging.Handler):
             worker = self._worker or self._attach()
             worker.put(snapshot(record))
         except Exception as exc:  # never into the caller's code
+            self._emit_failed(exc)
+
+    def takes_snapshots(self, level: int) -> bool:
+        """True when a record at ``level`` would be emitted as it is: no filter, no subclass
+        ``emit``, the level passes. Then a logger may hand over a snapshot it built itself (see
+        :meth:`emit_snapshot`) instead of a record."""
+        return level >= self.level and not self.filters and not self._emit_overridden
+
+    def emit_snapshot(self, snap: Snapshot) -> None:
+        """``emit`` for a record already snapshotted (``loggers/_relay.py``): the same
+        suppression on a shipping thread, the same queue, never raises."""
+        if _flags.active:
+            self._suppressed += 1
+            return
+        try:
+            (self._worker or self._attach()).put(snap)
+        except Exception as exc:
             self._emit_failed(exc)
 
     def _emit_failed(self, exc: Exception) -> None:
