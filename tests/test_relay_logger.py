@@ -8,6 +8,7 @@ their metadata, DagsterEvents and tags are Dagster's own.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -16,8 +17,9 @@ from dagster import DagsterInstance, job, logger, op
 from support import MemorySink
 
 from dagster_logship.loggers._relay import RelayLogger
-from dagster_logship.shipping import ShippingHandler, ShippingOptions
+from dagster_logship.shipping import ShippingHandler, ShippingOptions, encoding
 from dagster_logship.shipping.encoding import CREATED, relayed_snapshot, snapshot
+from dagster_logship.shipping.worker import _local as shipping_flags
 
 Call = tuple[int, Any, tuple[Any, ...], dict[str, Any]]
 
@@ -47,7 +49,7 @@ def _chatty(context) -> None:  # type: ignore[no-untyped-def]
         context.log.exception("caught it")
 
 
-@job(logger_defs={"rec": _recording})
+@job(logger_defs={"rec": _recording}, tags={"team": "data", "tier": "gold"})
 def _chatty_job() -> None:
     _chatty()
 
@@ -122,7 +124,10 @@ def test_the_same_events_arrive_as_from_a_plain_logger(dagster_calls, monkeypatc
     _replay(plain, dagster_calls)
     assert len(made_records) == len(dagster_calls)
     made_records.clear()
+    monkeypatch.setattr(encoding, "_last_tags", (None, {}, ()))  # the relay path meets them first
+    before = time.time()
     _replay(relay, dagster_calls)
+    after = time.time()
     # only the calls with an exception or a user extra built a record
     assert len(made_records) == sum(not _relayable(call) for call in dagster_calls) == 2
     _close(plain)
@@ -134,6 +139,9 @@ def test_the_same_events_arrive_as_from_a_plain_logger(dagster_calls, monkeypatc
             event.pop("timestamp")
         return out
 
+    stamps = [item.timestamp for call in relay_sink.calls for item in call]
+    assert stamps == sorted(stamps)
+    assert before <= stamps[0] and stamps[-1] <= after  # the call's own time, in seconds
     shipped = events(relay_sink)
     assert len(shipped) == len(dagster_calls)
     assert shipped == events(plain_sink)
@@ -152,10 +160,22 @@ def _one_relayed_call(dagster_calls: list[Call]) -> Call:
                 and call[3]["extra"]["dagster_meta"]["orig_message"] == "row batch 0")
 
 
+class _OwnEmit(ShippingHandler):
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg = "through emit"
+        super().emit(record)
+
+
+class _OwnHandle(ShippingHandler):
+    def handle(self, record: logging.LogRecord) -> Any:
+        record.__dict__["orig_message"] = "ignored"
+        return super().handle(record)
+
+
 @pytest.mark.parametrize(
     "setup",
     ["handler_level", "handler_filter", "logger_filter", "disabled", "logging_disable",
-     "second_handler"],
+     "second_handler", "parent"],
 )
 def test_what_a_plain_logger_honours_is_honoured(dagster_calls, setup, monkeypatch):
     level, msg, args, kwargs = _one_relayed_call(dagster_calls)
@@ -178,13 +198,18 @@ def test_what_a_plain_logger_honours_is_honoured(dagster_calls, setup, monkeypat
         second = _shipping_logger(logging.Logger, other).handlers[0]
         relay.addHandler(second)
         shipped_expected = 1
+    elif setup == "parent":
+        relay.parent = _shipping_logger(logging.Logger, other)
+        shipped_expected = 1
     try:
         relay.log(level, msg, *args, **kwargs)
     finally:
         logging.disable(logging.NOTSET)
     _close(relay)
+    if setup == "parent":
+        _close(relay.parent)
     assert sum(len(call) for call in sink.calls) == shipped_expected
-    if setup == "second_handler":
+    if setup in ("second_handler", "parent"):
         assert [item.event["message"] for call in other.calls for item in call] == ["row batch 0"]
 
 
@@ -201,3 +226,90 @@ def test_a_call_not_shaped_like_dagsters_takes_the_records_path():
         "m", "not a str", "no extra at all", "an ordinary call 7"
     ]
     assert relayed_snapshot(0.0, "INFO", "n", 1, meta) is None
+
+
+def test_what_only_a_record_carries_is_shipped(dagster_calls, monkeypatch):
+    """A record factory's attributes, a handler subclass's own emit, no process id: each one
+    needs the record (or says so), and ships as the plain path would."""
+    level, msg, args, kwargs = _one_relayed_call(dagster_calls)
+    real_factory = logging.getLogRecordFactory()
+
+    def factory(*a: Any, **k: Any) -> logging.LogRecord:
+        record = real_factory(*a, **k)
+        record.trace_id = "abc"
+        return record
+
+    sink = MemorySink()
+    relay = _shipping_logger(RelayLogger, sink)
+    monkeypatch.setattr(logging, "logProcesses", False)
+    relay.log(level, msg, *args, **kwargs)
+    logging.setLogRecordFactory(factory)
+    try:
+        relay.log(level, msg, *args, **kwargs)
+    finally:
+        logging.setLogRecordFactory(real_factory)
+    _close(relay)
+    first, second = [item.event for call in sink.calls for item in call]
+    assert first["pid"] is None and "trace_id" not in first
+    assert second["trace_id"] == "abc"
+
+    for cls, message in ((_OwnEmit, "row batch 0"), (_OwnHandle, "row batch 0")):
+        own = MemorySink()
+        handler = cls(lambda own=own: own, key=uuid.uuid4().hex,
+                      options=ShippingOptions(flush_interval=60.0))
+        assert not handler.takes_snapshots(logging.CRITICAL)
+        relay = RelayLogger("dagster", logging.DEBUG)
+        relay.addHandler(handler)
+        made: list[int] = []
+
+        def counting(*a: Any, made: list[int] = made, relay: RelayLogger = relay,
+                     **k: Any) -> logging.LogRecord:
+            made.append(1)
+            return logging.Logger.makeRecord(relay, *a, **k)
+
+        monkeypatch.setattr(relay, "makeRecord", counting)
+        relay.log(level, msg, *args, **kwargs)
+        _close(relay)
+        assert made == [1]
+        assert [item.event["message"] for call in own.calls for item in call] == [message]
+
+
+@pytest.mark.parametrize("logger_class", [RelayLogger, logging.Logger])
+def test_odd_metadata_never_raises_into_the_op(dagster_calls, capfd, logger_class):
+    """A tags mapping whose truth value raises ships with the tags as text (README, "Event
+    schema"), on either path; the caller sees nothing."""
+    level, msg, args, kwargs = _one_relayed_call(dagster_calls)
+
+    class Hostile(dict):  # type: ignore[type-arg]
+        def __bool__(self) -> bool:
+            raise ValueError("ambiguous")
+
+    meta = {**kwargs["extra"]["dagster_meta"], "job_tags": Hostile(a="b")}
+    sink = MemorySink()
+    relay = _shipping_logger(logger_class, sink)
+    relay.log(level, msg, exc_info=None, extra={"dagster_meta": meta})
+    relay.log(level, msg, *args, **kwargs)
+    _close(relay)
+    shipped = [item.event for call in sink.calls for item in call]
+    assert [event["message"] for event in shipped] == ["row batch 0", "row batch 0"]
+    assert shipped[0]["job_tags"] == {"job_tags": "{'a': 'b'}"}
+    assert shipped[1]["job_tags"]["team"] == "data"
+    assert shipped[1]["job_tags"] == dict(kwargs["extra"]["dagster_meta"]["job_tags"])
+    assert "could not enqueue" not in capfd.readouterr().err
+
+
+def test_a_call_on_a_shipping_thread_is_suppressed_and_counted(dagster_calls):
+    level, msg, args, kwargs = _one_relayed_call(dagster_calls)
+    sink = MemorySink()
+    relay = _shipping_logger(RelayLogger, sink)
+    (handler,) = relay.handlers
+    shipping_flags.active = True
+    try:
+        relay.log(level, msg, *args, **kwargs)
+    finally:
+        shipping_flags.active = False
+    relay.log(level, msg, *args, **kwargs)
+    assert isinstance(handler, ShippingHandler)
+    assert handler.stats["suppressed"] == 1
+    _close(relay)
+    assert sum(len(call) for call in sink.calls) == 1

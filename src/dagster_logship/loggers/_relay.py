@@ -7,7 +7,8 @@ lookups) and hands it on, and our handler reads a dozen values back out of it. F
 call (no %-args, no exception, no user extras) this logger builds the handler's snapshot from the
 call's own values instead: ~3% of the wall time of a job that logs 10,000 times (benchmarks/,
 "In Dagster"). Every other call, and any setup the shortcut could not honour (a filter, another
-handler, propagation), takes ``logging.Logger``'s own path.
+handler, propagation, a record factory, metadata that fails to read), takes ``logging.Logger``'s
+own path.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _RELAY_KWARGS = frozenset({"exc_info", "extra"})
 #: Keys of ``extra`` that carry nothing but Dagster's own metadata (see encoding._NOT_EXTRA).
 _DAGSTER_EXTRA = frozenset({"dagster_meta", "dagster_event", "dagster_event_batch_metadata"})
 _getLevelName = logging.getLevelName
+_getLogRecordFactory = logging.getLogRecordFactory
+_LogRecord = logging.LogRecord
 
 
 class RelayLogger(logging.Logger):
@@ -49,6 +52,8 @@ class RelayLogger(logging.Logger):
             or not extra.keys() <= _DAGSTER_EXTRA
             or self.filters
             or (self.propagate and self.parent is not None)
+            # a record factory (OpenTelemetry's, say) adds attributes that ship as extras
+            or _getLogRecordFactory() is not _LogRecord
         ):
             return False
         meta = extra.get("dagster_meta")
@@ -58,13 +63,16 @@ class RelayLogger(logging.Logger):
         handler = handlers[0]
         if not isinstance(handler, ShippingHandler) or not handler.takes_snapshots(level):
             return False
-        snap = relayed_snapshot(
-            time.time(),
-            _getLevelName(level),
-            self.name,
-            os.getpid() if logging.logProcesses else None,
-            meta,
-        )
+        try:
+            snap = relayed_snapshot(
+                time.time(),
+                _getLevelName(level),
+                self.name,
+                os.getpid() if logging.logProcesses else None,
+                meta,
+            )
+        except Exception:  # odd metadata (a tags mapping that raises): the record's path copes
+            return False
         if snap is None:
             return False
         handler.emit_snapshot(snap)

@@ -191,10 +191,10 @@ _last_tags: tuple[Any, dict[Any, Any], tuple[Any, ...]] = (None, {}, ())
 
 def _tags_of(tags: Any) -> tuple[Any, ...] | None:
     global _last_tags
-    if not tags:
-        return None
     obj, copy, pairs = _last_tags
     try:
+        if not tags:  # inside: a mapping's truth value may raise too
+            return None
         if tags is obj and tags == copy:
             return pairs
         copy = dict(tags)

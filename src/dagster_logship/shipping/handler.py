@@ -66,10 +66,14 @@ class ShippingHandler(logging.Handler):
     _emit_errors = 0
     #: A subclass's own ``emit`` is called by ``handle``; ours is inlined there.
     _emit_overridden = False
+    #: Whether a logger may hand this handler snapshots (see :meth:`takes_snapshots`): not if a
+    #: subclass has its own ``emit`` or ``handle``, which would expect the record.
+    _takes_snapshots = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._emit_overridden = cls.emit is not ShippingHandler.emit
+        cls._takes_snapshots = not cls._emit_overridden and cls.handle is ShippingHandler.handle
 
     def __init__(
         self,
@@ -148,9 +152,9 @@ class ShippingHandler(logging.Handler):
 
     def takes_snapshots(self, level: int) -> bool:
         """True when a record at ``level`` would be emitted as it is: no filter, no subclass
-        ``emit``, the level passes. Then a logger may hand over a snapshot it built itself (see
-        :meth:`emit_snapshot`) instead of a record."""
-        return level >= self.level and not self.filters and not self._emit_overridden
+        ``emit`` or ``handle``, the level passes. Then a logger may hand over a snapshot it
+        built itself (see :meth:`emit_snapshot`) instead of a record."""
+        return level >= self.level and not self.filters and self._takes_snapshots
 
     def emit_snapshot(self, snap: Snapshot) -> None:
         """``emit`` for a record already snapshotted (``loggers/_relay.py``): the same
