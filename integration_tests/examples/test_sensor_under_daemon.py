@@ -95,6 +95,12 @@ def deployment(tmp_path: Path, moto_endpoint: str,
         "load_from:\n  - python_file:\n      relative_path: defs.py\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", moto_endpoint)
+    # The instance's SQLite storage is made (and its schema stamped) here, before the daemon
+    # starts. Created by the daemon and by this test at once, the database was stamped twice,
+    # and the daemon died on alembic's "more than one head present" (seen once in CI).
+    from dagster import DagsterInstance
+
+    DagsterInstance.get().dispose()
     log = tmp_path / "daemon.log"
     with open(log, "w") as out:
         daemon = subprocess.Popen(
