@@ -20,6 +20,7 @@ from typing import Any
 
 from ..shipping.encoding import relayed_snapshot
 from ..shipping.handler import ShippingHandler
+from .run_end import RUN_START, STEP_END, boundary
 
 __all__ = ["RelayLogger"]
 
@@ -35,11 +36,38 @@ _LogRecord = logging.LogRecord
 class RelayLogger(logging.Logger):
     """A ``logging.Logger`` that hands Dagster's relayed calls straight to its shipping handler."""
 
+    #: This process logged its run's start: it runs the whole run, so a step's end does not
+    #: flush (see run_end.py).
+    _runs_the_run = False
+
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if args or type(level) is not int or not self.isEnabledFor(level) or not self._relay(
             level, kwargs
         ):
+            # One frame up: the record names our caller (Dagster's relaying call), as a plain
+            # logger's would, not this method.
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
             super().log(level, msg, *args, **kwargs)
+        # Whatever the level: Dagster's run and step events come at DEBUG, below most loggers'.
+        extra = kwargs.get("extra")
+        if type(extra) is dict and extra.get("dagster_event") is not None:
+            self._at_event(extra["dagster_event"])
+
+    def _at_event(self, dagster_event: Any) -> None:
+        """Deliver what the handlers hold when the run, or this step process, ends (bounded by
+        each handler's ``flush_timeout``): Dagster never flushes its loggers, and its callers
+        read the destination as soon as the run returns."""
+        kind = boundary(dagster_event)
+        if kind is None:
+            return
+        if kind == RUN_START:
+            self._runs_the_run = True
+            return
+        if kind == STEP_END and self._runs_the_run:
+            return
+        for handler in self.handlers:
+            if isinstance(handler, ShippingHandler):
+                handler.flush(handler.options.flush_timeout)
 
     def _relay(self, level: int, kwargs: dict[str, Any]) -> bool:
         """Ship a relayed call without a ``LogRecord``; False if it is not one, or if this

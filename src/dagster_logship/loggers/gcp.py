@@ -7,7 +7,9 @@ import logging
 from dagster import Field, InitLoggerContext, Map, Noneable, StringSource, logger
 
 from ..handlers.gcp import GcpHandler
+from ..sinks.gcp import GcpTarget
 from ._config import build_logger, common_schema, shipping_kwargs, shipping_schema
+from .announce import announce, gcp_console_url
 
 __all__ = ["gcp_logger"]
 
@@ -57,4 +59,22 @@ def gcp_logger(init_context: InitLoggerContext) -> logging.Logger:
         api_endpoint=config["api_endpoint"],
         **shipping_kwargs(config),
     )
+    _announce(handler.target)
     return build_logger(config["name"], config["log_level"], handler)
+
+
+def _announce(target: GcpTarget) -> None:
+    """Say once per process and log where the entries go (no network call: a project left to
+    the credentials is only named as such)."""
+    project = target.project or "(the project of the environment's credentials)"
+    log = f"projects/{project}/logs/{target.log_name}"
+    if target.api_endpoint:
+        where_read = f"endpoint {target.api_endpoint} (not Google's own)"
+    elif target.project:
+        where_read = gcp_console_url(target.project, target.log_name)
+    else:
+        where_read = "the Logs Explorer of that project"
+    announce(
+        f"gcp {project} {target.log_name} {target.api_endpoint}",
+        f"shipping Dagster logs to Cloud Logging {log}: {where_read}",
+    )
