@@ -194,6 +194,17 @@ def test_the_daemon_warns_in_a_run_that_did_not_start_its_logger(
     assert len(warnings) == 1 and warnings[0].startswith(WARNING_PREFIX)
     assert "job 'forgot'" in warnings[0]
     assert _warnings(instance, shipped.run_id) == []
+    # ... and said, in the run that did, where its logs went.
+    shipped_to = [
+        r.dagster_event.message or "" for r in instance.all_logs(shipped.run_id)
+        if r.level == logging.INFO and r.dagster_event is not None
+        and (r.dagster_event.message or "").startswith("dagster-logship:")
+    ]
+    assert len(shipped_to) == 1
+    assert shipped_to[0].startswith(
+        "dagster-logship: this run's logs are shipped by logger 'cloudwatch' (cloudwatch_logger) "
+        f"to CloudWatch Logs group {GROUP!r}, stream 'shipped/{shipped.run_id}'"
+    )
 
     # The run that started its logger shipped from its own process: its record is in CloudWatch.
     client = boto3.session.Session().client(

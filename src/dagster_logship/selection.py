@@ -438,13 +438,63 @@ def check_started_run(context: RunStatusSensorContext) -> list[LoggerProblem]:
             "config naming it (with_active_loggers / loggers_run_config), or name it in the "
             "launch's run config"
         )
-        _report_warning(context, message)
+        _report(context, message, logging.WARNING)
         context.log.warning(message)
+    for line in _shipped_to(job, run):
+        _report(context, line, logging.INFO)
     return problems
 
 
-def _report_warning(context: RunStatusSensorContext, message: str) -> None:
-    """A WARNING engine event in the run's own event log (shown on the run's page)."""
+def _shipped_to(job: JobDefinition, run: Any) -> list[str]:
+    """One line per dagster-logship logger this run started, saying where its logs go (read from
+    the run's resolved config; nothing for a logger whose config cannot be read here)."""
+    from dagster._core.system_config.objects import ResolvedRunConfig
+
+    try:
+        started = ResolvedRunConfig.build(job, dict(run.run_config or {})).loggers
+    except Exception:
+        return []
+    lines = []
+    for key, ldef in sorted(job.loggers.items()):
+        kind = logger_kind(ldef)
+        if kind is None or key not in started:
+            continue
+        try:
+            entry = started[key]
+            config = entry.get("config") if isinstance(entry, Mapping) else None
+            where = _destination_of(kind, config or {}, run)
+        except Exception:
+            where = _DESTINATIONS[kind]
+        lines.append(
+            f"dagster-logship: this run's logs are shipped by logger {key!r} ({kind}) to {where}"
+        )
+    return lines
+
+
+def _destination_of(kind: str, config: Mapping[str, Any], run: Any) -> str:
+    if kind == "cloudwatch_logger":
+        from .handlers.cloudwatch import console_url, fill_stream_template
+
+        values = {"job_name": run.job_name, "run_id": run.run_id}
+        stream = fill_stream_template(config.get("log_stream_name") or "{job_name}/{run_id}",
+                                      values, final=False)
+        group = config["log_group_name"]
+        region = config.get("aws_region")
+        text = f"CloudWatch Logs group {group!r}, stream {stream!r}"
+        if config.get("endpoint_url"):
+            return f"{text} at {config['endpoint_url']}"
+        if "{" in stream:  # {pid}, {hostname} or {date}: one stream per process
+            return f"{text} (region {region or 'of the run worker'})"
+        return f"{text}: {console_url(region, group, stream)}"
+    if kind == "gcp_logger":
+        project = config.get("project") or "(the project of the run's credentials)"
+        text = f"Cloud Logging projects/{project}/logs/{config.get('log_name') or 'dagster'}"
+        return f"{text} at {config['api_endpoint']}" if config.get("api_endpoint") else text
+    return f"JSON lines on the {config.get('stream') or 'stdout'} of the run's processes"
+
+
+def _report(context: RunStatusSensorContext, message: str, level: int) -> None:
+    """An engine event in the run's own event log (shown on the run's page)."""
     from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
 
     run = context.dagster_run
@@ -454,7 +504,7 @@ def _report_warning(context: RunStatusSensorContext, message: str) -> None:
         message=message,
         event_specific_data=EngineEventData({}),
     )
-    context.instance.report_dagster_event(event, run_id=run.run_id, log_level=logging.WARNING)
+    context.instance.report_dagster_event(event, run_id=run.run_id, log_level=level)
 
 
 def logger_check_sensor(

@@ -261,9 +261,21 @@ def test_the_sensor_warns_only_in_runs_that_did_not_start_the_logger(
         problems = [p.logger_key for p in check_started_run(context)]
         logged = [r.dagster_event.message or "" for r in instance.all_logs(result.run_id)
                   if r.level == logging.WARNING and r.dagster_event is not None]
+        said[result.run_id] = [
+            r.dagster_event.message or "" for r in instance.all_logs(result.run_id)
+            if r.level == logging.INFO and r.dagster_event is not None
+            and (r.dagster_event.message or "").startswith("dagster-logship:")
+        ]
         return problems, logged
 
-    assert check(two_ops.execute_in_process(instance=instance)) == ([], [])
+    said: dict[str, list[str]] = {}
+    shipped = two_ops.execute_in_process(instance=instance)
+    assert check(shipped) == ([], [])
+    # The run that started its logger says where its logs went, in its own event log.
+    assert said[shipped.run_id] == [
+        "dagster-logship: this run's logs are shipped by logger 'json' (json_console_logger) "
+        "to JSON lines on the stdout of the run's processes"
+    ]
     subset = two_ops.execute_in_process(instance=instance, op_selection=["other"])
     assert check(subset) == ([], [])
     problems, logged = check(forgot.execute_in_process(instance=instance))
