@@ -62,11 +62,16 @@ def orders_pipeline() -> None:
     publish_total(score_orders(fetch_orders()))
 
 
-# Development: Dagster's colored console. Production: CloudWatch Logs, selected by run config.
+# Development: Dagster's colored console. Production: CloudWatch Logs, selected by run config;
+# the YAML is also the prod job's default run config, so a launch without one still ships (to
+# DEMO_CLOUDWATCH_ENDPOINT: a launch where it is unset fails, naming it).
 orders_dev = orders_pipeline.to_job(name="orders_dev",
                                     logger_defs={"console": colored_console_logger})
-orders_prod = orders_pipeline.to_job(name="orders_prod",
-                                     logger_defs={"cloudwatch": cloudwatch_logger})
+orders_prod = orders_pipeline.to_job(
+    name="orders_prod",
+    logger_defs={"cloudwatch": cloudwatch_logger},
+    config=yaml.safe_load(RUN_CONFIG_YAML),
+)
 
 # `dagster dev -f examples/cloudwatch_demo.py` loads both jobs from here.
 defs = Definitions(jobs=[orders_dev, orders_prod])

@@ -10,15 +10,23 @@ GKE and Cloud Run. Which destination, and at which level, is run config YAML (ru
     dagster job execute -f hello_logs.py -j prod_logs -c run_config/prod_logs.yaml
     dagster dev -f hello_logs.py     # then pick a job and paste the YAML in the launchpad
 
-A logger only runs when its key is named under ``loggers:`` in the run config: launched without
-one of these YAML files, ``prod_logs`` would log to the console only. See code_location.py for
-jobs that carry their loggers' config themselves.
+Dagster starts a logger only when its key is named under ``loggers:`` in the run config, and
+silently uses its console otherwise. So each production job names its logger in its default run
+config (``with_active_loggers``, the production YAML's values): a launch without any ``-c``
+file, or from the launchpad with ``{}``, still ships; a launch with a YAML file replaces the
+default. ``logger_check_sensor`` says, in each run's own event log, where its logs went (or that
+they went nowhere); it runs in the daemon, which ``dagster dev`` starts.
 """
 
 from dagster import Definitions, OpExecutionContext, colored_console_logger, graph, op
 
-from dagster_logship import cloudwatch_logger, json_console_logger
-from dagster_logship.loggers.gcp import gcp_logger
+from dagster_logship import (
+    cloudwatch_logger,
+    gcp_logger,
+    json_console_logger,
+    logger_check_sensor,
+    with_active_loggers,
+)
 
 
 @op
@@ -39,8 +47,26 @@ def hello_logs() -> None:
 
 
 local_logs = hello_logs.to_job(name="local_logs", logger_defs={"console": colored_console_logger})
-prod_logs = hello_logs.to_job(name="prod_logs", logger_defs={"cloudwatch": cloudwatch_logger})
-prod_logs_gcp = hello_logs.to_job(name="prod_logs_gcp", logger_defs={"gcp": gcp_logger})
-prod_logs_json = hello_logs.to_job(name="prod_logs_json", logger_defs={"json": json_console_logger})
+prod_logs = with_active_loggers(
+    hello_logs.to_job(name="prod_logs", logger_defs={"cloudwatch": cloudwatch_logger}),
+    # As in run_config/prod_logs.yaml, the docs' example.
+    {"cloudwatch": {
+        "log_level": "ERROR",
+        "log_group_name": "/my/cool/cloudwatch/log/group",
+        "log_stream_name": "very_good_log_stream",
+        "aws_region": "us-west-2",
+    }},
+)
+# gcp_logger's defaults: the project of the environment's credentials, log "dagster".
+prod_logs_gcp = with_active_loggers(
+    hello_logs.to_job(name="prod_logs_gcp", logger_defs={"gcp": gcp_logger})
+)
+prod_logs_json = with_active_loggers(
+    hello_logs.to_job(name="prod_logs_json", logger_defs={"json": json_console_logger}),
+    {"json": {"format": "gcp"}},
+)
 
-defs = Definitions(jobs=[local_logs, prod_logs, prod_logs_gcp, prod_logs_json])
+defs = Definitions(
+    jobs=[local_logs, prod_logs, prod_logs_gcp, prod_logs_json],
+    sensors=[logger_check_sensor()],  # says in each run's event log where its logs went
+)

@@ -399,3 +399,59 @@ def test_deployment_aws_ships_without_any_run_config(
     streams = logs_client(moto_endpoint, "eu-west-1").describe_log_streams(
         logGroupName="/dagster/deploy-aws")["logStreams"]
     assert [s["logStreamName"] for s in streams] == [f"etl/{run_ids.pop()}"]
+
+
+# -- no silent no-op: every example's production jobs ship when launched with no run config ------
+
+
+def _module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(
+        f"logship_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("name", "attribute", "ignore"),
+    [
+        ("hello_logs", "defs", []),
+        ("cloudwatch_demo", "defs", []),
+        ("gcp_demo", "orders_job", []),
+        # Materialize outside an asset job: no default config can reach it (README, sensor).
+        ("code_location", "defs", ["__ASSET_JOB"]),
+        ("legacy_repository", "the_repo", ["__ASSET_JOB"]),
+    ],
+)
+def test_every_example_starts_its_loggers_on_a_launch_without_run_config(
+    name: str, attribute: str, ignore: list[str]
+) -> None:
+    """What the launchpad does with ``{}``: each example job that attaches one of our loggers
+    starts it (checked by Dagster's own resolution of the run config)."""
+    target = getattr(_module(name), attribute)
+    assert validate_loggers(target, ignore_jobs=ignore) == []
+
+
+@pytest.mark.parametrize("deployment", ["aws", "gcp", "gke"])
+def test_every_deployment_starts_its_loggers_without_run_config(
+    monkeypatch: pytest.MonkeyPatch, deployment: str
+) -> None:
+    monkeypatch.setenv("DAGSTER_LOG_GROUP", "/dagster/deploy")
+    defs = load_deployment(monkeypatch, deployment)
+    assert validate_loggers(defs, ignore_jobs=["__ASSET_JOB"]) == []
+
+
+def test_readme_first_example_launched_with_empty_config_ships(
+    instance: DagsterInstance, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's first example, launched as the launchpad does with ``{}``: its error line
+    is in the docs' log group and stream (no flush: the run's end delivered it)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", moto_endpoint)
+    job = _module("hello_logs").defs.resolve_job_def("prod_logs")
+    result = job.execute_in_process(run_config={}, instance=instance)
+    assert result.success
+    events = read_events("/my/cool/cloudwatch/log/group", "very_good_log_stream",
+                         client=logs_client(moto_endpoint, "us-west-2"), flush=False)
+    mine = [e["message"] for e in events if e.get("run_id") == result.run_id]
+    assert mine == [ERROR_LINE]  # log_level ERROR, as in prod_logs.yaml
