@@ -64,7 +64,11 @@ def test_many_processes_settle_at_the_account_quota(proxies: Any, figures: Any,
     puts = stub.log("PutLogEvents")
     accepted = [e for e in puts if e.action == "pass"]
     throttled = [e for e in puts if e.action == "throttle"]
-    assert len(accepted) == PROCESSES * RECORDS // BATCH
+    # Full batches need PROCESSES * RECORDS / BATCH requests. A process that the loaded machine
+    # stalls mid-loop for longer than flush_interval sends what it has as a partial batch, so
+    # there may be a few more, never fewer; half as many again would mean batching broke.
+    fewest = PROCESSES * RECORDS // BATCH
+    assert fewest <= len(accepted) <= fewest * 3 // 2, len(accepted)
     start = min(e.t for e in puts)
     per_second: dict[int, list[int]] = collections.defaultdict(lambda: [0, 0])
     for e in puts:
