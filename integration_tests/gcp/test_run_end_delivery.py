@@ -75,7 +75,8 @@ def test_json_lines_are_written_when_execute_in_process_returns(
 ) -> None:
     config = {"log_level": "DEBUG", "flush_interval": 60.0}
     result = greeting.execute_in_process(run_config={"loggers": {"json": {"config": config}}})
-    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    out = capfd.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     ours = [line for line in lines if line.get("run_id") == result.run_id]
     assert [e["message"] for e in ours if e["event_type"] is None] == ["Hello", "careful"]
     assert ours[-1]["event_type"] == "RUN_SUCCESS"

@@ -462,7 +462,7 @@ def _shipped_to(job: JobDefinition, run: Any) -> list[str]:
         try:
             entry = started[key]
             config = entry.get("config") if isinstance(entry, Mapping) else None
-            where = _destination_of(kind, config or {}, run)
+            where = _destination_of(kind, config if isinstance(config, Mapping) else {}, run)
         except Exception:
             where = _DESTINATIONS[kind]
         lines.append(
