@@ -22,8 +22,9 @@ __all__ = ["json_console_logger"]
             StringSource,
             is_required=False,
             default_value="json",
-            description="json (the event schema) or gcp (adds the keys Google's "
-            "agents read from stdout on GKE and Cloud Run).",
+            description="json (the event schema), gcp (adds the keys Google's "
+            "agents read from stdout on GKE and Cloud Run) or dagster (the lines of Dagster's "
+            "own json_console_logger; with stream: stderr, a drop-in for it).",
         ),
         **shipping_schema(),
     },
@@ -34,4 +35,6 @@ def json_console_logger(init_context: InitLoggerContext) -> logging.Logger:
     handler = JsonStreamHandler(
         stream=config["stream"], format=config["format"], **shipping_kwargs(config)
     )
+    # format: dagster sets a formatter, so every call takes logging's own path and makes the
+    # record Dagster's logger would (caller fields included: see _relay.py).
     return build_logger(config["name"], config["log_level"], handler)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import traceback
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
@@ -34,6 +36,7 @@ __all__ = [
     "message_text",
     "relayed_snapshot",
     "snapshot",
+    "with_message",
 ]
 
 #: Fields every event carries (null where unknown); user ``extra=`` fields are added beside them.
@@ -129,7 +132,9 @@ _SCALARS = frozenset({int, float, bool, type(None)})
 _ARG_MEMORY = 40
 
 
-def _message_parts(record: logging.LogRecord) -> tuple[str, tuple[Any, ...] | None, int]:
+def _message_parts(
+    record: logging.LogRecord,
+) -> tuple[str, tuple[Any, ...] | list[tuple[str, Any]] | None, int]:
     """(message, args still to merge or None, characters of text the args hold).
 
     Merging ``msg % args`` is a third of what a snapshot costs. When the format string and every
@@ -152,6 +157,12 @@ def _message_parts(record: logging.LogRecord) -> tuple[str, tuple[Any, ...] | No
                     break
             else:
                 return msg, args, chars + _ARG_MEMORY * len(args)
+    elif isinstance(msg, Mapping) and not record.args:
+        # A dict logged as the message (watchtower's habit): a list, not a tuple, in the args
+        # place tells snapshot() these are fields (see _with_fields), off the common path.
+        structured = _structured(msg)
+        if structured is not None:
+            return structured
     return _message_of(record), None, 0
 
 
@@ -165,6 +176,50 @@ def message_text(snap: Snapshot) -> str:
         return snap[MESSAGE] % args  # type: ignore[no-any-return]
     except Exception as exc:  # bad %-args: the same text as _message_of gives
         return f"{snap[MESSAGE]!r} (could not merge args {args!r}: {exc!r})"
+
+
+def _structured(msg: Mapping[Any, Any]) -> tuple[str, list[tuple[str, Any]], int] | None:
+    """(message, fields, memory) of a dict message, or None when it cannot be read (then it
+    ships as ``str()``, as before). Its keys become fields like ``extra=`` ones (copied one level
+    deep, now); the message is its string ``message`` key, else the dict as compact JSON."""
+    try:
+        pairs = [(k if type(k) is str else _safe_str(k), v) for k, v in list(msg.items())]
+    except Exception:
+        return None
+    message = None
+    fields = []
+    for key, value in pairs:
+        if message is None and key == "message" and type(value) is str:
+            message = value
+        else:
+            fields.append((key, value))
+    if message is None:
+        message = encode(dict(pairs))[0]
+    return message, fields, _EXTRA_MEMORY * len(fields)
+
+
+def _with_fields(snap: Snapshot, fields: list[tuple[str, Any]] | tuple[Any, ...]) -> Snapshot:
+    """``snap`` with a dict message's fields ahead of its ``extra=`` fields."""
+    extras = snap[EXTRAS]
+    pairs = tuple(fields) + extras if extras else tuple(fields)
+    return (*snap[:EXTRAS], pairs, *snap[EXTRAS + 1 :])
+
+
+def with_message(snap: Snapshot, text: Any) -> Snapshot:
+    """``snap`` with ``text`` as its final message (what a handler's formatter made of the
+    record), any args left to merge dropped. Never raises."""
+    if type(text) is not str:
+        text = _safe_str(text)
+    old = snap[MESSAGE]
+    delta = len(text) - (len(old) if type(old) is str else 0)
+    return (
+        *snap[:MESSAGE],
+        text,
+        *snap[MESSAGE + 1 : SIZE],
+        snap[SIZE] + delta,
+        snap[MEM] + delta,
+        *snap[MEM + 1 : ARGS],
+    )
 
 
 def _message_of(record: logging.LogRecord) -> str:
@@ -235,6 +290,40 @@ def _exception_parts(record: logging.LogRecord) -> tuple[str | None, str | None,
     return exc_text, exc_type, exc_message
 
 
+_modules = sys.modules
+_OTEL_TRACE = "opentelemetry.trace"
+#: Record attributes that already name a trace (explicit extras, dagster-otel style
+#: instrumentation, OpenTelemetry's LoggingInstrumentor): then the active span is not added.
+_TRACE_KEYS = frozenset({"trace", "trace_id", "otelTraceID"})
+
+
+def _with_active_span(
+    extras: tuple[tuple[str, Any], ...] | None, extras_mem: int
+) -> tuple[tuple[tuple[str, Any], ...] | None, int]:
+    """``extras`` with the OpenTelemetry span active on this thread, as the ``otelTraceID``,
+    ``otelSpanID`` and ``otelTraceSampled`` fields OpenTelemetry's LoggingInstrumentor would
+    have set. The span is context-local: only the caller's thread, now, knows it. Only called
+    when the app imported ``opentelemetry.trace`` (never imported here). Never raises."""
+    try:
+        if extras and any(key in _TRACE_KEYS for key, _ in extras):
+            return extras, extras_mem
+        trace_api = _modules[_OTEL_TRACE]
+        span = trace_api.get_current_span()
+        if span is trace_api.INVALID_SPAN:  # no span: the usual case, kept cheap
+            return extras, extras_mem
+        context = span.get_span_context()
+        if not context.is_valid or not span.is_recording():
+            return extras, extras_mem
+        pairs = (
+            ("otelTraceID", format(context.trace_id, "032x")),
+            ("otelSpanID", format(context.span_id, "016x")),
+            ("otelTraceSampled", bool(context.trace_flags.sampled)),
+        )
+    except Exception:  # a broken or partial OpenTelemetry: no trace, never an error
+        return extras, extras_mem
+    return (extras + pairs if extras else pairs), extras_mem + _EXTRA_MEMORY * 3
+
+
 def snapshot(record: logging.LogRecord) -> Snapshot:
     """Fix what ``record`` says at the time of the call, as plain values. Never raises."""
     attributes = record.__dict__
@@ -261,6 +350,8 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
             extras_mem = _EXTRA_MEMORY * len(extras)
     except Exception:  # a record with a hostile __dict__
         extras = None
+    if _OTEL_TRACE in _modules:  # the app loaded OpenTelemetry: its active span, if any
+        extras, extras_mem = _with_active_span(extras, extras_mem)
     if raw_meta is not None and isinstance(raw_meta, dict):
         get = raw_meta.get
         message = orig = get("orig_message")
@@ -287,7 +378,9 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
             None, None, None,
             extras, text + 256, text + _SNAPSHOT_MEMORY + _META_MEMORY + extras_mem,
         )  # fmt: skip
-        return snap + args if args else snap
+        if args:
+            return snap + args if type(args) is tuple else _with_fields(snap, args)
+        return snap
     message, args, text = _message_parts(record)
     text += len(message)
     if exc_text:
@@ -299,7 +392,9 @@ def snapshot(record: logging.LogRecord) -> Snapshot:
         record.pathname, record.lineno, record.funcName,
         extras, text + 256, text + _SNAPSHOT_MEMORY + extras_mem,
     )  # fmt: skip
-    return snap + args if args else snap
+    if args:
+        return snap + args if type(args) is tuple else _with_fields(snap, args)
+    return snap
 
 
 def relayed_snapshot(
@@ -311,12 +406,15 @@ def relayed_snapshot(
     kind (its ``orig_message`` is not a string): then the caller builds the record.
 
     The snapshot is the same tuple, field for field (tests/test_relay_logger.py compares them):
-    such a record has no args, no exception and no extras, and its message is
-    ``orig_message``."""
+    such a record has no args, no exception and no extras (but the active OpenTelemetry span's
+    fields, as :func:`snapshot` adds them), and its message is ``orig_message``."""
     get = meta.get
     orig = get("orig_message")
     if type(orig) is not str:
         return None
+    extras, extras_mem = None, 0
+    if _OTEL_TRACE in _modules:
+        extras, extras_mem = _with_active_span(None, 0)
     tags = get("job_tags")
     last_tags = _last_tags
     try:
@@ -329,7 +427,7 @@ def relayed_snapshot(
         True, orig, get("log_message_id"), get("run_id"), get("job_name"),
         get("step_key"), get("op_name"), last_tags[2] if same else _tags_of(tags),
         get("dagster_event"), None, None, None,
-        None, text + 256, text + _SNAPSHOT_MEMORY + _META_MEMORY,
+        extras, text + 256, text + _SNAPSHOT_MEMORY + _META_MEMORY + extras_mem,
     )  # fmt: skip
 
 

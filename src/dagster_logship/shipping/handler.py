@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import stdio
-from .encoding import Snapshot, snapshot
+from .encoding import Snapshot, snapshot, with_message
 from .options import ConfigError, ShippingOptions
 from .remote import SinkSpec, make_worker
 from .sink import Sink
@@ -64,6 +64,8 @@ class ShippingHandler(logging.Handler):
     _last_stats: dict[str, int] | None = None
     _suppressed = 0
     _emit_errors = 0
+    _format_errors = 0
+    _formatter: logging.Formatter | None = None
     #: A subclass's own ``emit`` is called by ``handle``; ours is inlined there.
     _emit_overridden = False
     #: Whether a logger may hand this handler snapshots (see :meth:`takes_snapshots`): not if a
@@ -146,9 +148,45 @@ class ShippingHandler(logging.Handler):
             return
         try:
             worker = self._worker or self._attach()
-            worker.put(snapshot(record))
+            fmt = self._formatter
+            worker.put(snapshot(record) if fmt is None else self._formatted(record, fmt))
         except Exception as exc:  # never into the caller's code
             self._emit_failed(exc)
+
+    @property
+    def formatter(self) -> logging.Formatter | None:
+        """The ``logging.Formatter`` that makes each event's ``message``, or None (the default:
+        the record's own message). Set by ``setFormatter`` or dictConfig's ``formatter``."""
+        return self._formatter
+
+    @formatter.setter
+    def formatter(self, fmt: logging.Formatter | None) -> None:
+        # The record is gone once emit returns, so a formatter must run in emit, on the
+        # caller's thread: records then take emit() (not handle's inlined path) and no logger
+        # may hand over a snapshot. Without one, neither path pays anything.
+        self._formatter = fmt
+        if fmt is None:
+            self.__dict__.pop("_emit_overridden", None)
+            self.__dict__.pop("_takes_snapshots", None)
+        else:
+            self._emit_overridden = True
+            self._takes_snapshots = False
+
+    def _formatted(self, record: logging.LogRecord, fmt: logging.Formatter) -> Snapshot:
+        """The record's snapshot with ``fmt.format(record)`` as its message; if the formatter
+        raises, the record's own message (reported once on stderr)."""
+        snap = snapshot(record)
+        try:
+            text = fmt.format(record)
+        except Exception as exc:
+            self._format_errors += 1
+            if self._format_errors == 1:
+                diagnostic(
+                    f"the formatter of {self!r} raised {exc!r}; shipping the record's "
+                    "unformatted message instead (reported once)"
+                )
+            return snap
+        return with_message(snap, text)
 
     def takes_snapshots(self, level: int) -> bool:
         """True when a record at ``level`` would be emitted as it is: no filter, no subclass

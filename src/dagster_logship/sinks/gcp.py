@@ -30,10 +30,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ..gcp_format import labels_of, severity_of, source_location_of, trace_fields_of
+from ..gcp_format import (
+    SPECIAL_KEYS,
+    needs_project,
+    payload_text,
+    severity_of,
+    source_location_of,
+    structure,
+)
 from ..shipping.encoding import (
     CREATED,
     HAS_META,
@@ -46,6 +53,7 @@ from ..shipping.encoding import (
     _rfc3339,
     build_event,
     encode,
+    finish_text,
 )
 from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError, RetryableError
@@ -120,6 +128,8 @@ _TRANSIENT_CODES = frozenset({4, 8, 10, 13, 14})
 # The entry is there already (an idempotent resend): counts as delivered.
 _DONE_CODES = frozenset({0, 6})
 _AUTH_CODES = frozenset({7, 16})
+#: Event keys that take the general path: labels, httpRequest, trace or Error Reporting fields.
+_GENERAL_KEYS = SPECIAL_KEYS | {"part"}
 _TOKENISH = re.compile(r"(ya29\.[\w.\-]+|Bearer\s+\S+|access_token[\"'=:\s]+[\w.\-]+)", re.I)
 
 
@@ -262,6 +272,12 @@ class GcpTarget:
         return where
 
 
+class _Deferred(NamedTuple):
+    """The payload of an entry made at send time, once the project is known."""
+
+    ids: tuple[str, Any, Any]
+
+
 class GcpSink(Sink):
     """Writes batches of entries with ``entries.write`` and reads per-entry outcomes.
 
@@ -299,9 +315,7 @@ class GcpSink(Sink):
         timestamp = item_event.get("timestamp")
         if (
             type(message_id) is str and message_id and type(timestamp) is str and timestamp
-            and "part" not in item_event and "trace" not in item_event
-            and "span_id" not in item_event and "spanId" not in item_event
-            and "trace_sampled" not in item_event
+            and item_event.keys().isdisjoint(_GENERAL_KEYS)
         ):  # fmt: skip
             # The common Dagster record: its severity, labels and sourceLocation are those of
             # many records before it, encoded once (same JSON as the general path below).
@@ -325,7 +339,13 @@ class GcpSink(Sink):
                     ).encode("utf-8")
                 except UnicodeEncodeError:  # a lone surrogate: the general path replaces it
                     pass
-        return self._payload(item_event, text)
+        project = self._project
+        if project is None and needs_project(item_event):
+            # A trace path names the project, known once the first send resolved it: the
+            # entry is made then, from the text, with the insertId fixed now, so that every
+            # resend of it collapses with the first (see _entry_bytes).
+            return _Deferred(self._ids(item_event))
+        return self._payload(item_event, text, project)
 
     def plain_payload(self, snap: Snapshot, text: str) -> Any:
         """The common Dagster record's entry straight from its snapshot (see
@@ -357,7 +377,8 @@ class GcpSink(Sink):
         self._fragments[key] = fragment
         return fragment
 
-    def _payload(self, item_event: dict[str, Any], text: str) -> bytes:
+    def _ids(self, item_event: dict[str, Any]) -> tuple[str, Any, Any]:
+        """(uid, part index, part count) of an entry: its insertId is ``uid`` or ``uid-index``."""
         part = item_event.get("part")
         index = count = None
         if isinstance(part, dict):
@@ -372,29 +393,51 @@ class GcpSink(Sink):
             uid = self._split_uid
         else:
             uid = uuid.uuid4().hex
+        return uid, index, count
+
+    def _payload(
+        self,
+        item_event: dict[str, Any],
+        text: str,
+        project: str | None = None,
+        ids: tuple[str, Any, Any] | None = None,
+    ) -> bytes:
+        """The entry of any event: labels, httpRequest and trace fields from its extras, and
+        the Error Reporting fields in its payload (see gcp_format.structure). ``project`` names
+        trace paths (default: the sink's, once resolved); ``ids`` are :meth:`_ids` fixed
+        earlier."""
+        project = project or self._project
+        uid, index, count = ids or self._ids(item_event)
         meta: dict[str, Any] = {
             "insertId": uid if index is None else f"{uid}-{index}",
             "severity": severity_of(item_event.get("level")),
         }
         if item_event.get("timestamp"):
             meta["timestamp"] = item_event["timestamp"]
-        labels = labels_of(item_event, self._user_labels)
-        if labels:
-            meta["labels"] = labels
+        shaped = structure(item_event, self._user_labels, project)
+        if shaped.labels:
+            meta["labels"] = shaped.labels
         location = source_location_of(item_event)
         if location:
             meta["sourceLocation"] = location
-        trace = trace_fields_of(item_event)
+        trace = shaped.trace
         if "trace" in trace:
             meta["trace"] = trace["trace"]
         if "spanId" in trace:
             meta["spanId"] = trace["spanId"]
         if "trace_sampled" in trace:
             meta["traceSampled"] = trace["trace_sampled"]
+        if shaped.http_request:
+            meta["httpRequest"] = shaped.http_request
         if isinstance(index, int) and isinstance(count, int):
             meta["split"] = {"uid": uid, "index": index - 1, "totalSplits": count}
         head, _ = encode(meta)  # never raises; odd characters become valid JSON
-        return (head[:-1] + ',"jsonPayload":' + text + "}").encode("utf-8")
+        body = payload_text(shaped, text, self.limits.max_event_bytes)
+        entry = head[:-1] + ',"jsonPayload":' + body + "}"
+        try:
+            return entry.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate in the event's text
+            return finish_text(entry)[0].encode("utf-8")
 
     # -- client ------------------------------------------------------------------------------
 
@@ -499,7 +542,7 @@ class GcpSink(Sink):
         # Head and tail folded into the first and last entry: the megabyte is made once, not
         # once more per `+` (each copy came from fresh pages with glibc's defaults; see
         # CloudWatchSink._request_body).
-        entries = [self._entry_bytes(item) for item in items]
+        entries = [self._entry_bytes(item, project) for item in items]
         prefix = head[:-1].encode("utf-8") + b',"entries":['
         if not entries:
             return prefix + b"]}"
@@ -507,12 +550,14 @@ class GcpSink(Sink):
         entries[-1] += b"]}"
         return b",".join(entries)
 
-    def _entry_bytes(self, item: ItemTuple) -> bytes:
+    def _entry_bytes(self, item: ItemTuple, project: str) -> bytes:
         payload = item[PAYLOAD]
         if isinstance(payload, bytes):
             return payload
-        # The core falls back to the text if payload() failed: build the entry again.
-        return self.payload(event_of(item[TEXT]), item[TEXT])  # type: ignore[no-any-return]
+        # payload() failed (the core's fallback: the text) or waited for the project (a trace
+        # path names it). Build the entry now, with the project resolved.
+        ids = payload.ids if isinstance(payload, _Deferred) else None
+        return self._payload(event_of(item[TEXT]), item[TEXT], project, ids)
 
     def send(self, items: Sequence[ItemTuple]) -> SendResult | None:
         client, project = self._connect()

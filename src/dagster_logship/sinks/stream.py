@@ -3,7 +3,9 @@
 ``format="json"`` writes the schema event as it is. ``format="gcp"`` adds the keys that Google's
 agents on GKE and Cloud Run read from a line (``severity``, ``message``, ``time``,
 ``logging.googleapis.com/labels``, ``logging.googleapis.com/sourceLocation`` and trace fields),
-so that stdout alone gives structured entries in Cloud Logging.
+so that stdout alone gives structured entries in Cloud Logging. ``format="dagster"`` writes each
+event's message as the line: the handler's formatter made it the line Dagster's own
+``json_console_logger`` prints (``handlers/stream.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from collections.abc import Sequence
 from typing import IO, Any
 from weakref import WeakSet
 
-from ..gcp_format import labels_of, severity_of, source_location_of, trace_fields_of
+from ..gcp_format import (
+    TRACEBACK_MOVED,
+    needs_project,
+    severity_of,
+    source_location_of,
+    structure,
+)
 from ..shipping import stdio
 from ..shipping.encoding import encode
 from ..shipping.options import ConfigError
@@ -24,29 +32,57 @@ from ..shipping.sink import PAYLOAD, ItemTuple, SendResult, Sink, SinkLimits
 __all__ = ["FORMATS", "STREAMS", "JsonStreamSink", "to_gcp_structured"]
 
 STREAMS = ("stdout", "stderr")
-FORMATS = ("json", "gcp")
+FORMATS = ("json", "gcp", "dagster")
+#: format dagster writes a Dagster line whole: one line is never split into parts, up to this.
+_DAGSTER_LINE_LIMIT = 16 * 1024 * 1024
 _GCP = "logging.googleapis.com/"
 
 
 def to_gcp_structured(event: dict[str, Any]) -> dict[str, Any]:
-    """The event with the special keys Google's logging agents understand."""
+    """The event with the special keys Google's logging agents understand.
+
+    The extras ``labels``, ``http_request`` and ``json_fields`` become
+    ``logging.googleapis.com/labels``, ``httpRequest`` and top-level fields; trace ids become
+    ``logging.googleapis.com/trace`` as ``projects/{GOOGLE_CLOUD_PROJECT}/traces/{id}``, or the
+    bare id when that variable is unset (a process writing to stdout may know no project); an
+    exception adds ``stack_trace`` and the ``@type`` Error Reporting reads
+    (see :mod:`..gcp_format`). A field named like one of the special keys is written as
+    ``extra_<name>``."""
+    project = (os.environ.get("GOOGLE_CLOUD_PROJECT") or None) if needs_project(event) else None
+    shaped = structure(event, None, project)
+    payload = shaped.payload
     out: dict[str, Any] = {
         "severity": severity_of(event.get("level")),
-        "message": event.get("message"),
+        "message": payload.get("message"),
         "time": event.get("timestamp"),
     }
-    labels = labels_of(event)
-    if labels:
-        out[_GCP + "labels"] = labels
+    if shaped.labels:
+        out[_GCP + "labels"] = shaped.labels
     location = source_location_of(event)
     if location:
         out[_GCP + "sourceLocation"] = location
-    for key, value in trace_fields_of(event).items():
+    for key, value in shaped.trace.items():
         out[_GCP + key] = value
-    for key, value in event.items():
-        if key not in out and key not in ("timestamp",):
-            out[key] = value
+    if shaped.http_request:
+        out["httpRequest"] = shaped.http_request
+    for key, value in payload.items():
+        if key not in ("timestamp", "message"):
+            out[key if key not in out else f"extra_{key}"] = value
     return out
+
+
+def _gcp_line(event: dict[str, Any], max_bytes: int) -> str:
+    """The ``format: gcp`` line of ``event``. When the traceback, written twice (``stack_trace``
+    for Error Reporting and ``exception.traceback``), makes the line larger than ``max_bytes``,
+    the second copy gives way to a pointer: a line the agent cannot take whole is cut."""
+    out = to_gcp_structured(event)
+    text, nbytes = encode(out)
+    if nbytes > max_bytes and "stack_trace" in out and "stack_trace" not in event:
+        exception = out.get("exception")
+        if isinstance(exception, dict) and isinstance(exception.get("traceback"), str):
+            out["exception"] = dict(exception, traceback=TRACEBACK_MOVED)
+            text = encode(out)[0]
+    return text
 
 
 class JsonStreamSink(Sink):
@@ -68,10 +104,12 @@ class JsonStreamSink(Sink):
         if isinstance(stream, str) and stream not in STREAMS:
             raise ConfigError("stream", f"got {stream!r}", "use stdout or stderr")
         if format not in FORMATS:
-            raise ConfigError("format", f"got {format!r}", "use json or gcp")
+            raise ConfigError("format", f"got {format!r}", "use json, gcp or dagster")
         self.stream = stream
         self.format = format
-        self.needs_event = format == "gcp"  # format json: the line is the event's text
+        self.needs_event = format in ("gcp", "dagster")  # format json: the event's text
+        if format == "dagster":  # a part of a JSON line would not be JSON
+            self.limits = SinkLimits(1000, _DAGSTER_LINE_LIMIT, _DAGSTER_LINE_LIMIT)
         self.destination = stream if isinstance(stream, str) else "stream"
         self._write_lock = threading.Lock()
         if isinstance(stream, str):
@@ -79,8 +117,11 @@ class JsonStreamSink(Sink):
         _stream_sinks.add(self)
 
     def payload(self, item_event: dict[str, Any], text: str) -> Any:
+        if self.format == "dagster":
+            message = item_event.get("message")
+            return message if isinstance(message, str) else text
         if self.format == "gcp":
-            return encode(to_gcp_structured(item_event))[0]
+            return _gcp_line(item_event, self.limits.max_event_bytes)
         return text
 
     def _resolve(self) -> tuple[IO[str] | None, int | None]:
