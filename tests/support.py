@@ -105,3 +105,53 @@ def offline_cloud_env(
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-credentials.json"))
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+
+
+def guard_remote_connections(monkeypatch: Any) -> list[str]:
+    """Refuse, and record, every name lookup or connection to a host that is not loopback.
+
+    Returns the list of refused attempts: a test asserts it stays empty. Lookups are guarded too,
+    because a client bound for real AWS resolves ``logs.<region>.amazonaws.com`` first.
+    """
+    import ipaddress
+    import socket
+
+    attempts: list[str] = []
+
+    def loopback(host: Any) -> bool:
+        if host in (None, "localhost", b"localhost"):
+            return True
+        try:
+            text = host.decode() if isinstance(host, bytes) else str(host)
+            return ipaddress.ip_address(text.split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not loopback(host):
+            attempts.append(f"getaddrinfo {host}")
+            raise OSError(f"test guard: lookup of non-loopback host {host!r} refused")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def check(address: Any) -> None:
+        host = address[0] if isinstance(address, tuple) else None
+        if isinstance(address, tuple) and not loopback(host):
+            attempts.append(f"connect {address}")
+            raise OSError(f"test guard: connection to non-loopback {address!r} refused")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    return attempts

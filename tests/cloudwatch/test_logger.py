@@ -91,17 +91,53 @@ def test_run_config_with_env_sources_and_default_stream(
 
     err = capsys.readouterr().err
     announced = [line for line in err.splitlines() if "shipping Dagster logs to CloudWatch" in line]
-    assert len(announced) == 1
-    assert (
-        "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logsV2:"
-        f"log-groups/log-group/$252Flogger$252Fenv$252Fgroup/log-events/chatty_job$252F"
-        f"{result.run_id}"
-    ) in announced[0]
+    assert announced == [
+        "dagster-logship: shipping Dagster logs to CloudWatch Logs group '/logger/env/group', "
+        f"stream 'chatty_job/{result.run_id}': moto's mock_aws in this process (not AWS)"
+    ]
     assert "env-secret-value-not-shown" not in err
 
 
+def test_announcement_names_the_console_page_outside_moto(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Built outside any mock, with no endpoint: the stream's page in AWS's console (building
+    makes no network call, and nothing is logged, so nothing is sent)."""
+    built = cloudwatch_logger(
+        build_init_logger_context(
+            logger_config={"log_group_name": "/logger/console", "log_stream_name": "page",
+                           "aws_region": "us-east-1"}
+        )
+    )
+    handler_of(built).close()
+    announced = [
+        line for line in capsys.readouterr().err.splitlines() if "shipping Dagster logs" in line
+    ]
+    assert announced == [
+        "dagster-logship: shipping Dagster logs to CloudWatch Logs group '/logger/console', "
+        "stream 'page': https://us-east-1.console.aws.amazon.com/cloudwatch/home?region="
+        "us-east-1#logsV2:log-groups/log-group/$252Flogger$252Fconsole/log-events/page"
+    ]
+
+
+def test_announcement_names_the_endpoint_it_ships_to(
+    moto_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = cloudwatch_logger(
+        build_init_logger_context(
+            logger_config={"log_group_name": "/logger/endpoint", "log_stream_name": "s",
+                           "aws_region": "us-east-1", "endpoint_url": moto_endpoint}
+        )
+    )
+    handler_of(built).close()
+    assert (
+        f"group '/logger/endpoint', stream 's': endpoint {moto_endpoint} (not AWS's own)"
+        in capsys.readouterr().err
+    )
+
+
 def test_announcement_goes_to_the_python_logger_when_configured(
-    logs: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with caplog.at_level(logging.INFO, logger="dagster_logship"):
         built = cloudwatch_logger(

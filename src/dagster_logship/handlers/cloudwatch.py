@@ -22,6 +22,7 @@ from urllib.parse import quote
 from ..shipping.handler import ShippingHandler
 from ..shipping.options import ConfigError, ShippingOptions
 from ..shipping.remote import SinkSpec
+from ..shipping.worker import in_shipping_thread
 from ..sinks.cloudwatch import (
     INSTALL_HINT,
     CloudWatchSink,
@@ -31,6 +32,12 @@ from ..sinks.cloudwatch import (
     validate_retention,
     validate_tags,
 )
+from ..sinks.dagster_aws_format import (
+    DagsterAwsCloudWatchSink,
+    dagster_aws_snapshot,
+    validate_format,
+)
+from ..sinks.endpoint_pin import active_moto_mock, configured_endpoint
 
 __all__ = [
     "DEFAULT_HANDLER_STREAM",
@@ -123,6 +130,12 @@ class CloudWatchHandler(ShippingHandler):
     {date}. Credentials default to boto3's usual chain; explicit keys are never shown (``repr``,
     diagnostics and the destination key use a sha256 fingerprint). Accepts every shared shipping
     key (``flush_interval``, ``retry_deadline``, ``flush_timeout``, ``spill_path``...) as a keyword.
+
+    ``format="dagster_aws"`` ships each record as dagster-aws's handler did (its record JSON,
+    timestamped from Dagster's ``log_timestamp``; sinks/dagster_aws_format.py).
+    ``fail_fast=True`` checks, here and once, that the group (and, with ``create_log_stream``
+    false, the stream) exists and the region and credentials work, and raises
+    :class:`~dagster_logship.sinks.cloudwatch.DestinationCheckError` if not.
     """
 
     def __init__(
@@ -140,6 +153,8 @@ class CloudWatchHandler(ShippingHandler):
         retention_in_days: int | None = None,
         tags: Mapping[str, str] | None = None,
         level: int | str = logging.NOTSET,
+        format: str = "json",
+        fail_fast: bool = False,
         **shipping: Any,
     ) -> None:
         options, unknown = ShippingOptions.pick(shipping)
@@ -161,7 +176,9 @@ class CloudWatchHandler(ShippingHandler):
         secret = _optional_str("aws_secret_access_key", aws_secret_access_key)
         token = _optional_str("aws_session_token", aws_session_token)
         profile = _optional_str("aws_profile", aws_profile)
-        endpoint = _optional_str("endpoint_url", endpoint_url)
+        # Pinned now, not at the first send: see sinks/endpoint_pin.py.
+        endpoint = _optional_str("endpoint_url", endpoint_url) or configured_endpoint()
+        moto_mock = active_moto_mock()
         if bool(key_id) != bool(secret):
             missing, given = (
                 ("aws_secret_access_key", "aws_access_key_id")
@@ -187,6 +204,9 @@ class CloudWatchHandler(ShippingHandler):
                 raise ConfigError(flag, f"got {value!r}", "use true or false")
         retention = validate_retention(retention_in_days)
         tag_map = validate_tags(tags)
+        event_format = validate_format(format)
+        if not isinstance(fail_fast, bool):
+            raise ConfigError("fail_fast", f"got {fail_fast!r}", "use true or false")
         sink_kwargs: dict[str, Any] = {
             "aws_region": region,
             "aws_access_key_id": key_id,
@@ -203,6 +223,9 @@ class CloudWatchHandler(ShippingHandler):
         self.log_stream_name = stream
         self.aws_region = region
         self.endpoint_url = endpoint
+        #: ``json`` (the event schema) or ``dagster_aws`` (dagster-aws's record JSON)
+        self.event_format = event_format
+        self.under_moto_mock = moto_mock is not None
         key = (
             "cloudwatch",
             region,
@@ -215,14 +238,52 @@ class CloudWatchHandler(ShippingHandler):
             create_log_stream,
             retention,
             tuple(sorted(tag_map.items())) if tag_map else None,
+            moto_mock,
+            event_format,
         )
+        sink_class = DagsterAwsCloudWatchSink if event_format == "dagster_aws" else CloudWatchSink
 
         def factory() -> CloudWatchSink:
-            return CloudWatchSink(group, stream, **sink_kwargs)
+            return sink_class(group, stream, moto_mock=moto_mock, **sink_kwargs)
 
-        spec = SinkSpec("dagster_logship.sinks.cloudwatch", "CloudWatchSink", (group, stream),
-                        sink_kwargs)
+        # A helper process cannot hold the mock's token, only that there was one (and no mock is
+        # active there, so it refuses: records built under mock_aws never reach real AWS).
+        spec = SinkSpec(sink_class.__module__, sink_class.__name__, (group, stream),
+                        {**sink_kwargs, "moto_mock": True if moto_mock is not None else None})
+        if fail_fast:  # before the worker exists: a failed check leaves nothing running
+            check = factory()
+            try:
+                check.check_destination()
+            finally:
+                check.close()
         super().__init__(factory, key, options, level, sink_spec=spec)
+        if event_format == "dagster_aws":
+            # Every record takes emit() (a logger may not hand over a snapshot: the JSON is
+            # made from the record).
+            self._emit_overridden, self._takes_snapshots = True, False
+        elif (
+            type(self).emit is CloudWatchHandler.emit
+            and type(self).handle is ShippingHandler.handle
+        ):
+            # Our emit() only adds the dagster_aws branch: keep the inlined record path of
+            # ShippingHandler.handle and the relay's snapshots (loggers/_relay.py).
+            self._emit_overridden, self._takes_snapshots = False, True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """For ``format: dagster_aws``, the record's JSON made now on the caller's thread (what
+        it holds now is what ships); else the shared path. Never raises."""
+        if self.event_format != "dagster_aws":
+            super().emit(record)
+            return
+        if in_shipping_thread():  # a record botocore made while we send: would recurse
+            self._suppressed += 1
+            return
+        try:
+            snap = dagster_aws_snapshot(record)
+        except Exception as exc:  # never into the caller's code
+            self._emit_failed(exc)
+            return
+        self.emit_snapshot(snap)
 
     @property
     def console_url(self) -> str:

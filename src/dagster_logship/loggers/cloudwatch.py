@@ -8,15 +8,13 @@ written for that logger keeps working with only the import changed.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from typing import Any
 
 from dagster import Field, InitLoggerContext, Map, Noneable, StringSource, logger
 
 from ..handlers.cloudwatch import CloudWatchHandler, fill_stream_template
-from ..shipping.spill import diagnostic
 from ._config import build_logger, common_schema, shipping_kwargs, shipping_schema
+from .announce import announce
 
 __all__ = ["DEFAULT_LOGGER_STREAM", "cloudwatch_logger"]
 
@@ -27,9 +25,6 @@ DEFAULT_LOGGER_STREAM = "{job_name}/{run_id}"
 #: What Dagster's build_init_logger_context() reports as the run id outside a run.
 _PLACEHOLDER_RUN_IDS = frozenset({"__EPHEMERAL_RUN_ID"})
 
-_announce_lock = threading.Lock()
-_announced: set[tuple[int, str]] = set()
-_module_logger = logging.getLogger("dagster_logship")
 
 
 def _opt_str(description: str) -> Field:
@@ -38,27 +33,19 @@ def _opt_str(description: str) -> Field:
 
 
 def _announce(handler: CloudWatchHandler) -> None:
-    """Say once per process and stream where the logs can be read.
-
-    To the ``dagster_logship`` Python logger when the host configured logging that shows it at
-    INFO (never to our own logger: the line would ship to the place it points to), else one line
-    on stderr.
-    """
-    where = f"{handler.log_group_name}/{handler.log_stream_name}"
-    with _announce_lock:
-        if (os.getpid(), where) in _announced:
-            return
-        _announced.add((os.getpid(), where))
-    line = (
-        f"shipping Dagster logs to CloudWatch Logs group {handler.log_group_name!r}, stream "
-        f"{handler.log_stream_name!r}"
-        + (f" (endpoint {handler.endpoint_url})" if handler.endpoint_url else "")
-        + f": {handler.console_url}"
-    )
-    if _module_logger.isEnabledFor(logging.INFO) and _module_logger.hasHandlers():
-        _module_logger.info(line)
+    """Say once per process and stream where the records really go: moto's in-process mock,
+    another endpoint, or the stream's page in AWS's console."""
+    if handler.under_moto_mock:
+        where_read = "moto's mock_aws in this process (not AWS)"
+    elif handler.endpoint_url:
+        where_read = f"endpoint {handler.endpoint_url} (not AWS's own)"
     else:
-        diagnostic(line)
+        where_read = handler.console_url
+    announce(
+        f"cloudwatch {handler.log_group_name}/{handler.log_stream_name}",
+        f"shipping Dagster logs to CloudWatch Logs group {handler.log_group_name!r}, stream "
+        f"{handler.log_stream_name!r}: {where_read}",
+    )
 
 
 @logger(
@@ -96,6 +83,17 @@ def _announce(handler: CloudWatchHandler) -> None:
             is_required=False,
             default_value=None,
             description="Tags set when we create the group.",
+        ),
+        "format": Field(
+            StringSource, is_required=False, default_value="json",
+            description="json (our event schema) or dagster_aws (each event's message is the "
+            "JSON dagster-aws's cloudwatch_logger shipped: the record's attributes).",
+        ),
+        "fail_fast": Field(
+            bool, is_required=False, default_value=False,
+            description="Check at init (DescribeLogGroups, and DescribeLogStreams when "
+            "create_log_stream is false) that the group exists and the region and credentials "
+            "work; fail the run if not. Off: building the logger makes no network call.",
         ),
         **shipping_schema(),
     },
@@ -155,7 +153,11 @@ def cloudwatch_logger(init_context: InitLoggerContext) -> logging.Logger:
         create_log_stream=config.get("create_log_stream", True),
         retention_in_days=config.get("retention_in_days"),
         tags=config.get("tags"),
+        format=config.get("format", "json"),
+        fail_fast=config.get("fail_fast", False),
         **shipping_kwargs(config),
     )
     _announce(handler)
+    # format: dagster_aws needs each record: the handler takes no snapshots, so every call takes
+    # logging's own path and the record names Dagster's call as its caller (see _relay.py).
     return build_logger(config["name"], config["log_level"], handler)

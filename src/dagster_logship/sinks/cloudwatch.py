@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, Literal
 
 from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError, RetryableError, ShippingError
 from ..shipping.sink import TEXT, TIMESTAMP, ItemTuple, SendResult, Sink, SinkLimits
 from ..shipping.spill import diagnostic
 from ..shipping.worker import quiet_sdk_loggers
+from .endpoint_pin import active_moto_mock, pin_mismatch
 
 __all__ = [
     "INSTALL_HINT",
@@ -35,6 +38,7 @@ __all__ = [
     "PER_EVENT_OVERHEAD",
     "RETENTION_DAYS",
     "CloudWatchSink",
+    "DestinationCheckError",
     "credentials_fingerprint",
     "rejection_reasons",
     "validate_log_group_name",
@@ -57,8 +61,8 @@ PER_EVENT_OVERHEAD = 26
 #: exactly that figure means the core splits only what CloudWatch would certainly refuse.
 MAX_EVENT_BYTES = MAX_BATCH_BYTES - PER_EVENT_OVERHEAD
 #: Valid events of one request may span at most 24 h. Timestamps are sent in whole milliseconds
-#: (floored), so the span the service sees can differ from ours by up to 1 ms; a minute of margin
-#: keeps us clear of the edge without splitting any realistic batch.
+#: (see _millis), so the span the service sees can differ from ours by up to 1 ms; a minute of
+#: margin keeps us clear of the edge without splitting any realistic batch.
 MAX_SPAN_SECONDS = 24 * 3600 - 60
 
 #: The only values PutRetentionPolicy accepts.
@@ -111,6 +115,8 @@ _PERMISSIONS = {
     "CreateLogGroup": "logs:CreateLogGroup",
     "CreateLogStream": "logs:CreateLogStream",
     "PutRetentionPolicy": "logs:PutRetentionPolicy",
+    "DescribeLogGroups": "logs:DescribeLogGroups",
+    "DescribeLogStreams": "logs:DescribeLogStreams",
 }
 
 
@@ -233,10 +239,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_loader_lock)
 
 
+#: ``moto_mock`` default: whatever mock is active when the sink is built.
+_NOW: Any = object()
+
+
 class CloudWatchSink(Sink):
     """One log stream of one log group, through one boto3 client built on first use."""
 
     plain_items = True  # send() reads items by position
+    #: Which column of an item is the event's message: the schema event's text (a subclass may
+    #: send its payload instead, see sinks/dagster_aws_format.py).
+    _message_column: Literal[0, 1] = TEXT
     limits = SinkLimits(
         max_batch_events=MAX_BATCH_EVENTS,
         max_batch_bytes=MAX_BATCH_BYTES,
@@ -262,6 +275,7 @@ class CloudWatchSink(Sink):
         tags: Mapping[str, str] | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 20.0,
+        moto_mock: Any = _NOW,
     ) -> None:
         self.log_group_name = validate_log_group_name(log_group_name)
         self.log_stream_name = validate_log_stream_name(log_stream_name)
@@ -285,6 +299,9 @@ class CloudWatchSink(Sink):
         )
         self._client: Any = None
         self._client_lock = threading.Lock()
+        # The moto mock this destination was built in, or None (see endpoint_pin.py); a handler
+        # passes the one of its own construction, since it builds the sink later.
+        self._moto_mock = active_moto_mock() if moto_mock is _NOW else moto_mock
         # The PutLogEvents body we write, handed to botocore's hook (see _request_body).
         self._prepared = threading.local()
         self._own_body = True
@@ -303,6 +320,9 @@ class CloudWatchSink(Sink):
         botocore's retries are limited to the first attempt and its timeouts kept modest: the
         shared retry policy decides about retries, with its deadline and the process exit in view.
         """
+        mismatch = pin_mismatch(self._moto_mock)
+        if mismatch is not None:
+            raise BatchRejectedError(mismatch, diagnostic=f"{self.destination}: {mismatch}")
         with self._client_lock:
             if self._client is None:
                 self._client = self._build_client()
@@ -360,13 +380,14 @@ class CloudWatchSink(Sink):
         """One PutLogEvents call for ``items`` (sorted by timestamp; rejections mapped back)."""
         # An item's timestamp is record.created (float seconds); CloudWatch wants integer
         # milliseconds. The request is built here: payload() does not see record.created.
-        stamps = [int(item[TIMESTAMP] * 1000) for item in items]
+        stamps = [_millis(item[TIMESTAMP]) for item in items]
+        column = self._message_column
         if stamps == sorted(stamps):  # the usual case, found in one pass: records in order
             order: Sequence[int] = range(len(items))
-            events = list(zip(stamps, [item[TEXT] for item in items], strict=True))
+            events = list(zip(stamps, [item[column] for item in items], strict=True))
         else:
             order = sorted(range(len(items)), key=stamps.__getitem__)  # stable: ties keep seq
-            events = [(stamps[i], items[i][TEXT]) for i in order]
+            events = [(stamps[i], items[i][column]) for i in order]
         client = self.client()
         if self._retention_pending:
             self._apply_retention(client)
@@ -558,6 +579,92 @@ class CloudWatchSink(Sink):
                 f"{line or error}"
             )
 
+    # -- fail_fast ------------------------------------------------------------------------------
+
+    def check_destination(self, attempts: int = 3) -> None:
+        """``fail_fast``: check, once when a logger is built, that the region and credentials
+        work and the log group exists (and the stream, when we may not create it).
+
+        DescribeLogGroups / DescribeLogStreams with the name as prefix, as dagster-aws's handler
+        does at init; never per batch (DescribeLogStreams allows 25 calls a second per account).
+        Throttling and other transient failures are tried ``attempts`` times. Raises
+        :class:`DestinationCheckError` saying what is wrong and how to fix it.
+        """
+        for attempt in range(attempts):
+            try:
+                self._check_destination_once()
+                return
+            except RetryableError as exc:
+                if attempt + 1 >= attempts:
+                    raise DestinationCheckError(
+                        f"{_INIT_FAILED}: could not check log group {self.log_group_name!r} "
+                        f"{self._where()}: {self._scrub(str(exc))}. Fix: retry later, or set "
+                        "fail_fast: false to start without this check"
+                    ) from None
+                time.sleep(0.2 * 2**attempt)
+
+    def _where(self) -> str:
+        client = self._client
+        region = getattr(getattr(client, "meta", None), "region_name", None) or self.aws_region
+        where = f"in region {region or '(none set)'}"
+        return where + (f" via endpoint {self.endpoint_url}" if self.endpoint_url else "")
+
+    def _check_destination_once(self) -> None:
+        try:
+            client = self.client()
+        except BatchRejectedError as exc:
+            raise DestinationCheckError(
+                f"{_INIT_FAILED}: {exc.diagnostic or exc}. Fix: that, or set fail_fast: false"
+            ) from None
+        if not self._find(client, "DescribeLogGroups", "logGroups", "logGroupName",
+                          self.log_group_name, logGroupNamePrefix=self.log_group_name):
+            region = getattr(client.meta, "region_name", None) or self.aws_region or "REGION"
+            raise DestinationCheckError(
+                f"{_INIT_FAILED}: Could not find log group with name {self.log_group_name} "
+                f"{self._where()}. Fix: create it (aws logs create-log-group --log-group-name "
+                f"{self.log_group_name} --region {region}), check aws_region, or set "
+                "fail_fast: false to have it created on the first send (create_log_group: true, "
+                "the default)"
+            )
+        if self.create_log_stream:
+            return  # a missing stream is created on the first send (a per-run stream is new)
+        if not self._find(client, "DescribeLogStreams", "logStreams", "logStreamName",
+                          self.log_stream_name, logGroupName=self.log_group_name,
+                          logStreamNamePrefix=self.log_stream_name):
+            raise DestinationCheckError(
+                f"{_INIT_FAILED}: Could not find log stream with name {self.log_stream_name} "
+                f"in log group {self.log_group_name} {self._where()}. Fix: create it (aws logs "
+                f"create-log-stream --log-group-name {self.log_group_name} --log-stream-name "
+                f"{self.log_stream_name}), or set create_log_stream: true"
+            )
+
+    def _find(
+        self, client: Any, operation: str, listing: str, field: str, name: str, **kwargs: Any
+    ) -> bool:
+        """Whether ``name`` is among the resources the paginated Describe call lists."""
+        method = getattr(client, "describe_log_groups" if listing == "logGroups"
+                         else "describe_log_streams")
+        token = None
+        for _ in range(_MAX_DESCRIBE_PAGES):
+            try:
+                page = method(**kwargs, **({"nextToken": token} if token else {}))
+            except Exception as exc:
+                error = self._classify(exc, operation)
+                if isinstance(error, RetryableError):
+                    raise error from None
+                detail = error.diagnostic if isinstance(error, BatchRejectedError) else None
+                raise DestinationCheckError(
+                    f"{_INIT_FAILED}: {operation} for log group {self.log_group_name!r} "
+                    f"{self._where()} failed: {detail or error}. Fix: that, or set fail_fast: "
+                    "false to start without this check"
+                ) from None
+            if any(entry.get(field) == name for entry in page.get(listing) or ()):
+                return True
+            token = page.get("nextToken")
+            if not token:
+                return False
+        return False
+
     def _say_once(self, line: str) -> None:
         if line not in self._said:
             self._said.add(line)
@@ -650,8 +757,29 @@ class CloudWatchSink(Sink):
         )
 
 
+class DestinationCheckError(RuntimeError):
+    """``fail_fast``: the log group or stream is missing, or the region or credentials fail."""
+
+
+_INIT_FAILED = "Failed to initialize Cloudwatch logger"
+#: fail_fast gives up listing after this many pages (a prefix that matches very many groups).
+_MAX_DESCRIBE_PAGES = 100
+
+
 class _GroupMissing(Exception):
     """CreateLogStream said the group does not exist."""
+
+
+def _millis(created: float) -> int:
+    """CloudWatch's integer milliseconds for a record created at ``created`` (seconds).
+
+    The millisecond of the schema's ``timestamp`` field (shipping/encoding.py ``_rfc3339``): the
+    same microseconds, rounded the same way from the fraction, then floored to the millisecond.
+    Flooring ``created * 1000`` instead disagreed with that field about once in 500 events
+    (``x.9995`` rounds up to the next millisecond's microseconds).
+    """
+    frac, whole = math.modf(created)
+    return (int(whole) * 1_000_000 + round(frac * 1e6)) // 1000
 
 
 def _code_of(exc: BaseException) -> str | None:
