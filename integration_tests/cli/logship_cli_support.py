@@ -1,7 +1,7 @@
 """Shared by the CLI and examples integration tests: a clean environment for child processes
 (dummy AWS credentials, no Google credentials, a temporary DAGSTER_HOME), runners for the
-``dagster-logship`` and ``dagster`` commands, and a fake Cloud Logging server that also answers
-``entries.list`` (for ``dagster-logship tail``).
+``dagster-logship`` and ``dagster`` commands, and the fake Cloud Logging server with a record of
+the ``entries.list`` filters ``dagster-logship tail`` sent.
 
 Imported by name (this directory is put on ``sys.path`` by the conftest files), since conftest
 modules cannot be imported under ``--import-mode=importlib``.
@@ -13,16 +13,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import urllib.parse
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from dagster_logship.testing import FakeCloudLogging
-from dagster_logship.testing.gcp_server import _handler_class
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -116,105 +111,13 @@ def logs_client(endpoint: str, region: str) -> Any:
     )
 
 
-# -- a fake Cloud Logging that also lists ---------------------------------------------------------
-
-
-def _parse_time(value: str) -> datetime:
-    text = value.replace("Z", "+00:00")
-    if "." in text:
-        head, _, rest = text.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        zone = rest[len(digits):]
-        text = f"{head}.{(digits + '000000')[:6]}{zone}"
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _lookup(entry: Mapping[str, Any], path: str) -> Any:
-    value: Any = entry
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _matches(entry: Mapping[str, Any], expression: str) -> bool:
-    """The subset of the Logging query language ``tail`` writes: ``a AND b``, each term
-    ``field OP "value"`` with OP one of = >= > <= < (timestamps compared as times)."""
-    if not expression.strip():
-        return True
-    for term in expression.split(" AND "):
-        for op in (">=", "<=", "=", ">", "<"):
-            field, sep, raw = term.partition(op)
-            if sep:
-                break
-        else:
-            raise ValueError(f"unsupported filter term {term!r}")
-        field, want = field.strip(), json.loads(raw.strip())
-        have = _lookup(entry, field)
-        if field == "timestamp":
-            if have is None:
-                return False
-            left, right = _parse_time(str(have)), _parse_time(str(want))
-        else:
-            left, right = str(have) if have is not None else None, str(want)
-        if op == "=" and left != right:
-            return False
-        if op != "=" and (left is None or not {
-            ">=": left >= right, "<=": left <= right, ">": left > right, "<": left < right,
-        }[op]):
-            return False
-    return True
+# -- the fake Cloud Logging server, with what tail asked of it -------------------------------------
 
 
 class ListingFakeCloudLogging(FakeCloudLogging):
-    """:class:`FakeCloudLogging` plus ``POST /v2/entries:list`` (filter, orderBy, paging).
+    """:class:`FakeCloudLogging` (which answers ``entries.list`` itself) plus ``listed``: the
+    filter of each list call, so a test can see what ``tail`` asked."""
 
-    ``listed`` records the filter of each list call, so a test can see what ``tail`` asked.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.listed: list[str] = []
-
-    def list_entries(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        expression = str(body.get("filter") or "")
-        self.listed.append(expression)
-        projects = {str(name).split("/", 1)[1] for name in body.get("resourceNames") or []}
-        found = [
-            e for e in self.entries()
-            if str(e.get("logName", "")).split("/")[1] in projects and _matches(e, expression)
-        ]
-        order = str(body.get("orderBy") or "timestamp asc")
-        found.sort(key=lambda e: _parse_time(str(e.get("timestamp") or "1970-01-01T00:00:00Z")),
-                   reverse=order.endswith("desc"))
-        size = int(body.get("pageSize") or 50)
-        start = int(body.get("pageToken") or 0)
-        page: dict[str, Any] = {"entries": found[start:start + size]}
-        if start + size < len(found):
-            page["nextPageToken"] = str(start + size)
-        return page
-
-    def start(self) -> ListingFakeCloudLogging:
-        if self._server is not None:
-            return self
-        fake = self
-        base: Any = _handler_class(self)
-
-        class Handler(base):  # type: ignore[misc, valid-type]
-            def do_POST(self) -> None:
-                if urllib.parse.urlsplit(self.path).path != "/v2/entries:list":
-                    super().do_POST()
-                    return
-                body = json.loads(self._read() or b"{}")
-                self._send(200, json.dumps(fake.list_entries(body)).encode())
-
-        server = ThreadingHTTPServer((self._host, self._port), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
+    @property
+    def listed(self) -> list[str]:
+        return [str((r["body"] or {}).get("filter") or "") for r in self.list_requests()]

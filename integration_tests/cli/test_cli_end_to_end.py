@@ -75,9 +75,20 @@ def test_console_script_and_help(tmp_path: Path) -> None:
 
 
 def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    """A few of tests/cli/test_cli_usage.py's cases, through the real entry point."""
     env = clean_env(tmp_path)
     line = one_line_error(logship(["tail", "--log-group", "/g"], env), 2)
     assert "one of the arguments --run-id --job --stream is required" in line
+    (tmp_path / "bad.yaml").write_text("loggers: {cloudwatch: [")
+    for args, said in (
+        (["check", str(tmp_path / "none.yaml")], "none.yaml: no such file"),
+        (["tail", "--job", "j", "-c", str(tmp_path / "bad.yaml")], "bad.yaml: not valid YAML"),
+        (["check", str(tmp_path / "bad.yaml"), "--create", "--no-probe"], "not allowed with"),
+        (["replay", "s.jsonl", "--log-group", "/g", "--project", "p"], "two destinations"),
+        (["validate", "-m", "m", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ):
+        line = one_line_error(logship(args, env), 2)
+        assert said in line and line.endswith("--help)"), line
 
 
 # -- check ----------------------------------------------------------------------------------------
@@ -174,7 +185,7 @@ def test_check_reports_bad_config_in_the_loggers_words(tmp_path: Path) -> None:
             "drop_newest") in result.stdout
     assert SECRET not in result.stdout + result.stderr
     missing = logship(["check", str(tmp_path / "nope.yaml")], env)
-    assert "nope.yaml: no such file" in one_line_error(missing, 1)
+    assert "nope.yaml: no such file" in one_line_error(missing, 2)  # a usage error
 
 
 # -- tail -----------------------------------------------------------------------------------------
@@ -191,18 +202,24 @@ def run_orders(config: dict[str, Any], run_id: str | None = None) -> str:
 def test_tail_cloudwatch_follows_a_run_until_it_ends(
     tmp_path: Path, moto_endpoint: str, logs: Any,
 ) -> None:
+    """Follow a run by the short id tail prints, from before the run starts (its group exists,
+    as in production; its stream does not yet) until it ends."""
     group = f"/tail/{uuid.uuid4().hex[:8]}"
-    config = cw_config(moto_endpoint, group, log_level="DEBUG")
-    config_path = write_yaml(tmp_path / "run.yaml", config)
+    logs.create_log_group(logGroupName=group)
+    base = cw_config(moto_endpoint, group, log_level="DEBUG")
+    # Two -c files merged, as `dagster job execute -c` merges them: the endpoint in the second.
+    endpoint = base["loggers"]["cloudwatch"]["config"].pop("endpoint_url")
+    first = write_yaml(tmp_path / "run.yaml", base)
+    second = write_yaml(tmp_path / "local.yaml", {"loggers": {"cloudwatch": {"config": {
+        "endpoint_url": endpoint}}}})
     run_id = str(uuid.uuid4())
     env = clean_env(tmp_path)
     follower = subprocess.Popen(
-        [sys.executable, "-m", "dagster_logship.cli", "tail", "-c", config_path,
-         "--run-id", run_id, "--follow", "--poll-interval", "0.2", "--timeout", "90"],
+        [sys.executable, "-m", "dagster_logship.cli", "tail", "-c", first, "-c", second,
+         "--run-id", run_id[:8], "--follow", "--poll-interval", "0.2", "--timeout", "90"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # The log group does not exist until the run's first batch: tail keeps polling.
-        run_orders(config, run_id=run_id)
+        run_orders(cw_config(moto_endpoint, group, log_level="DEBUG"), run_id=run_id)
         out, err = follower.communicate(timeout=90)  # ends by itself after RUN_SUCCESS
     finally:
         if follower.poll() is None:
@@ -227,6 +244,44 @@ def test_tail_cloudwatch_follows_a_run_until_it_ends(
     assert len(stream.stdout.splitlines()) == len(arrived)
 
 
+def test_tail_cloudwatch_short_run_id_shared_by_two_runs(
+    tmp_path: Path, moto_endpoint: str, logs: Any,
+) -> None:
+    group = f"/tail/{uuid.uuid4().hex[:8]}"
+    config = cw_config(moto_endpoint, group)
+    shared = uuid.uuid4().hex[:8]
+    first = run_orders(config, run_id=shared + str(uuid.uuid4())[8:])
+    second = run_orders(config, run_id=shared + str(uuid.uuid4())[8:])
+    env = clean_env(tmp_path)
+    flags = ["-c", write_yaml(tmp_path / "run.yaml", config)]
+    line = one_line_error(logship(["tail", *flags, "--run-id", shared], env), 1)
+    assert f"run id {shared!r} is ambiguous: 2 runs start with it: " in line
+    assert all(f"{run} (job orders)" in line for run in (first, second))
+    one = logship(["tail", *flags, "--run-id", first[:20]], env)
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.count("fetched 4 orders") == 1
+
+
+def test_tail_follow_on_a_missing_log_group_says_so(tmp_path: Path, moto_endpoint: str) -> None:
+    """Not a silent wait: one line naming the group, the region and the endpoint (given in
+    the YAML, or by AWS_ENDPOINT_URL_CLOUDWATCH_LOGS as for production YAML)."""
+    group = f"/tail/{uuid.uuid4().hex[:8]}"
+    follow = ["--follow", "--poll-interval", "0.2", "--timeout", "60"]
+    with_endpoint = write_yaml(tmp_path / "run.yaml", cw_config(moto_endpoint, group))
+    result = logship(["tail", "-c", with_endpoint, "--run-id", "302fc568", *follow],
+                     clean_env(tmp_path))
+    assert one_line_error(result, 1) == (
+        f"dagster-logship tail: error: log group '{group}' does not exist (region us-east-1, "
+        f"endpoint {moto_endpoint}): check the group name and the region (the logger creates "
+        "its group at its first send, so no run has shipped there yet)")
+    production = write_yaml(tmp_path / "prod.yaml", {"loggers": {"cloudwatch": {"config": {
+        "log_group_name": group, "aws_region": "eu-west-1"}}}})
+    result = logship(["tail", "-c", production, "--job", "orders", *follow],
+                     clean_env(tmp_path, moto_endpoint))
+    assert f"log group '{group}' does not exist (region eu-west-1, endpoint {moto_endpoint})" in (
+        one_line_error(result, 1))
+
+
 def test_tail_gcp_by_run_and_by_job(
     tmp_path: Path, gcp_server: ListingFakeCloudLogging,
 ) -> None:
@@ -234,17 +289,45 @@ def test_tail_gcp_by_run_and_by_job(
     first = run_orders(config)
     second = run_orders(config)
     env = clean_env(tmp_path)
-    by_run = logship(["tail", "--project", PROJECT, "--api-endpoint", gcp_server.url,
-                      "--log-name", "tail-test", "--run-id", first], env)
+    flags = ["--project", PROJECT, "--api-endpoint", gcp_server.url, "--log-name", "tail-test"]
+    by_run = logship(["tail", *flags, "--run-id", first], env)
     assert by_run.returncode == 0, by_run.stderr
     assert "fetched 4 orders" in by_run.stdout and "RUN_SUCCESS" in by_run.stdout
     assert second[:8] not in by_run.stdout
     assert f'labels.run_id="{first}"' in gcp_server.listed[-1]
+    # The short id tail prints (and Dagster's UI shows) is enough.
+    short = logship(["tail", *flags, "--run-id", first[:8]], env)
+    assert short.returncode == 0, short.stderr
+    assert short.stdout == by_run.stdout
+    assert gcp_server.listed[-1] == (f'logName="projects/{PROJECT}/logs/tail-test" AND '
+                                     f'labels.run_id:"{first[:8]}"')
     by_job = logship(["tail", "-c", write_yaml(tmp_path / "g.yaml", config), "--job", "orders"],
                      env)
     assert by_job.returncode == 0, by_job.stderr
     assert first[:8] in by_job.stdout and second[:8] in by_job.stdout
     assert by_job.stdout.count("fetched 4 orders") == 2
+
+
+def test_tail_gcp_short_run_id_shared_by_two_runs(
+    tmp_path: Path, gcp_server: ListingFakeCloudLogging,
+) -> None:
+    config = gcp_config(gcp_server, log_name="tail-shared")
+    shared = uuid.uuid4().hex[:8]
+    first = run_orders(config, run_id=shared + str(uuid.uuid4())[8:])
+    second = run_orders(config, run_id=shared + str(uuid.uuid4())[8:])
+    env = clean_env(tmp_path)
+    flags = ["--api-endpoint", gcp_server.url, "--project", PROJECT, "--log-name", "tail-shared"]
+    line = one_line_error(logship(["tail", *flags, "--run-id", shared], env), 1)
+    assert line == (f"dagster-logship tail: error: run id {shared!r} is ambiguous: 2 runs start "
+                    f"with it: {min(first, second)} (job orders), {max(first, second)} (job "
+                    "orders); give more of the run id")
+    follow = logship(["tail", *flags, "--run-id", second[:12], "--follow", "--poll-interval",
+                      "0.1", "--timeout", "60"], env)
+    assert follow.returncode == 0, follow.stderr
+    assert follow.stdout.count("RUN_SUCCESS") == 1 and first[:8] in follow.stdout
+    # Once the start names one run, the whole id is asked for.
+    assert gcp_server.listed[-1].startswith(
+        f'logName="projects/{PROJECT}/logs/tail-shared" AND labels.run_id="{second}"')
 
 
 # -- replay ---------------------------------------------------------------------------------------
@@ -311,17 +394,45 @@ def test_replay_missing_file_is_one_line(tmp_path: Path, moto_endpoint: str) -> 
 # -- validate -------------------------------------------------------------------------------------
 
 
+JOBS_WITHOUT_LOGGERS_CONFIG = """\
+from dagster import job, op
+
+from dagster_logship import cloudwatch_logger, gcp_logger, json_console_logger
+
+
+@op
+def step() -> None: ...
+
+
+@job(logger_defs={"cloudwatch": cloudwatch_logger})
+def prod_logs() -> None: step()
+
+
+@job(logger_defs={"gcp": gcp_logger, "json": json_console_logger})
+def prod_logs_gcp() -> None: step()
+
+
+@job
+def local_logs() -> None: step()
+"""
+
+
 def test_validate_lists_loggers_that_would_not_run(tmp_path: Path) -> None:
     env = clean_env(tmp_path)
-    hello = logship(["validate", "-f", str(EXAMPLES / "hello_logs.py")], env)
-    assert hello.returncode == 1
-    for job in ("prod_logs", "prod_logs_gcp", "prod_logs_json"):
-        assert f"FAIL  job {job!r}: logger" in hello.stdout
-    assert "local_logs" not in hello.stdout  # Dagster's console logger is not ours
-    with_yaml = logship(["validate", "-f", str(EXAMPLES / "hello_logs.py"), "-a", "prod_logs",
+    jobs = tmp_path / "jobs.py"
+    jobs.write_text(JOBS_WITHOUT_LOGGERS_CONFIG)
+    listed = logship(["validate", "-f", str(jobs)], env)
+    assert listed.returncode == 1
+    for job, key in (("prod_logs", "cloudwatch"), ("prod_logs_gcp", "gcp"),
+                     ("prod_logs_gcp", "json")):
+        assert f"FAIL  job {job!r}: logger {key!r}" in listed.stdout
+    assert "local_logs" not in listed.stdout  # Dagster's console logger is not ours
+    assert "result: 3 logger(s) would not run" in listed.stdout
+    with_yaml = logship(["validate", "-f", str(jobs), "-a", "prod_logs",
                          "-c", str(EXAMPLES / "run_config" / "prod_logs.yaml")], env)
     assert with_yaml.returncode == 0, with_yaml.stdout + with_yaml.stderr
-    located = logship(["validate", "-f", str(EXAMPLES / "code_location.py"),
-                       "--ignore-job", "__ASSET_JOB"], env)
-    assert located.returncode == 0, located.stdout + located.stderr
-
+    # The examples name their loggers in each job's default run config: nothing to report.
+    for example in ("hello_logs.py", "code_location.py"):
+        checked = logship(["validate", "-f", str(EXAMPLES / example), "--ignore-job",
+                           "__ASSET_JOB"], env)
+        assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -166,13 +167,14 @@ def test_request_size_limit(server: FakeCloudLogging) -> None:
 
 
 def test_other_paths_and_methods(server: FakeCloudLogging) -> None:
-    request = urllib.request.Request(server.url + "/v2/entries:list", data=b"{}", method="POST")
+    request = urllib.request.Request(server.url + "/v2/logs", data=b"{}", method="POST")
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(request, timeout=5)
     assert missing.value.code == 404
-    with pytest.raises(urllib.error.HTTPError) as wrong:
-        urllib.request.urlopen(server.url + "/v2/entries:write", timeout=5)
-    assert wrong.value.code == 405
+    for path in ("/v2/entries:write", "/v2/entries:list"):
+        with pytest.raises(urllib.error.HTTPError) as wrong:
+            urllib.request.urlopen(server.url + path, timeout=5)
+        assert wrong.value.code == 405
 
 
 def test_wait_for_times_out_false(server: FakeCloudLogging) -> None:
@@ -200,6 +202,9 @@ def test_runs_as_a_separate_process() -> None:
         assert remote.wait_for(1, timeout=5)
         assert [e["jsonPayload"] for e in remote.entries()] == [{"i": 1}]
         assert [r["status"] for r in remote.requests()] == [500, 503]
+        listing = client_for(url).list_entries(resource_names=[f"projects/{PROJECT}"])
+        assert [e.payload for e in listing] == [{"i": 1}]
+        assert [r["returned"] for r in remote.list_requests()] == [1]
         remote.clear()
         assert remote.entries() == [] and remote.wait_for(1, timeout=0.05) is False
     finally:
@@ -224,3 +229,110 @@ def test_entry_size_is_counted_in_utf8_bytes_as_sent(server: FakeCloudLogging) -
     errors = answer["error"]["details"][0]["logEntryErrors"]
     assert sorted(errors) == ["1"] and "exceeds maximum size" in errors["1"]["message"]
     assert [len(e["jsonPayload"]["m"]) for e in server.entries()] == [120_000, 80_000]
+
+
+# -- entries.list ----------------------------------------------------------------------------------
+
+
+def write_run_entries(url: str) -> list[str]:
+    """Entries like gcp_logger's: two runs (labels run_id, job_name) and another project's."""
+    api = client_for(url).logging_api
+    base = datetime.now(timezone.utc) - timedelta(minutes=10)
+    stamps = [(base + timedelta(seconds=i)).isoformat().replace("+00:00", "Z") for i in range(6)]
+    runs = ["302fc568-34d1-446e-a9ac-e7231770b6da", "9a0b1c2d-0000-4000-8000-000000000000"]
+    entries = [
+        {"jsonPayload": {"message": f"m{i}", "i": i}, "timestamp": stamps[i],
+         "severity": "WARNING" if i % 3 == 2 else "INFO", "insertId": f"id-{i}",
+         "labels": {"run_id": runs[i % 2], "job_name": "orders"}}
+        for i in range(5)
+    ]
+    api.write_entries(entries, logger_name=LOG, resource={"type": "global"})
+    api.write_entries([{"textPayload": "elsewhere", "timestamp": stamps[5],
+                        "labels": {"run_id": runs[0]}}],
+                      logger_name="projects/other-project/logs/app",
+                      resource={"type": "global"})
+    return stamps
+
+
+def listed(url: str, filter_: str, **kwargs: Any) -> list[Any]:
+    return [e.payload.get("i") for e in client_for(url).list_entries(
+        resource_names=[f"projects/{PROJECT}"], filter_=filter_, **kwargs)]
+
+
+def test_list_entries_with_the_real_client(server: FakeCloudLogging) -> None:
+    from google.cloud.logging import DESCENDING
+
+    stamps = write_run_entries(server.url)
+    assert listed(server.url, 'labels.run_id="302fc568-34d1-446e-a9ac-e7231770b6da"') == [
+        0, 2, 4]
+    assert listed(server.url, 'labels.run_id:"302fc568"') == [0, 2, 4]  # has: a substring
+    assert listed(server.url, 'labels.run_id:"302FC568"') == [0, 2, 4]  # ignoring case
+    assert listed(server.url, 'labels.run_id:"34d1-446e"') == [0, 2, 4]
+    assert listed(server.url, f'labels.run_id:"302fc568" AND timestamp>="{stamps[2]}"') == [2, 4]
+    assert listed(server.url, f'logName="{LOG}" timestamp<"{stamps[2]}"') == [0, 1]
+    assert listed(server.url, "severity>=WARNING") == [2]
+    assert listed(server.url, 'jsonPayload.message="m3" AND insertId!="id-1"') == [3]
+    assert listed(server.url, "labels.job_name:*") == [0, 1, 2, 3, 4]
+    assert listed(server.url, "labels.nothing:*") == []
+    assert listed(server.url, 'labels.run_id:"302fc568"', order_by=DESCENDING) == [4, 2, 0]
+    # Small pages: the client follows nextPageToken until the last page.
+    assert listed(server.url, "labels.job_name=orders", page_size=2) == [0, 1, 2, 3, 4]
+    pages = [r for r in server.list_requests() if r["body"].get("pageSize") == 2]
+    assert [r["returned"] for r in pages] == [2, 2, 1]
+    assert all(r["status"] == 200 for r in server.list_requests())
+    # The client's own default (timestamp >= a day ago, written with +0000) is understood.
+    first = server.list_requests()[0]["body"]
+    assert first["resourceNames"] == [f"projects/{PROJECT}"]
+    assert 'timestamp>="' in first["filter"] and first["filter"].endswith('+0000"')
+
+
+def test_list_entries_refuses_what_it_does_not_support(server: FakeCloudLogging) -> None:
+    write_run_entries(server.url)
+    api = client_for(server.url).logging_api
+    for filter_, said in (
+        ('labels.a="x" OR labels.b="y"', "OR is not supported"),
+        ('NOT labels.a="x"', "NOT is not supported"),
+        ('(labels.a="x")', "parentheses are not supported"),
+        ('labels.a=~"x.*"', "regular expressions are not supported"),
+        ('"just words"', "not a comparison"),
+        ('timestamp>="yesterday"', "invalid timestamp"),
+        ("labels.a=", "needs a value"),
+    ):
+        with pytest.raises(api_exceptions.BadRequest) as refused:
+            list(api.list_entries([f"projects/{PROJECT}"], filter_=filter_))
+        assert said in str(refused.value), filter_
+    status, answer = raw_list(server.url, {"resourceNames": ["organizations/1"]})
+    assert status == 400 and "projects/PROJECT" in answer["error"]["message"]
+    status, answer = raw_list(server.url, {"projectIds": [PROJECT]})
+    assert status == 400 and "projectIds" in answer["error"]["message"]
+    body = {"resourceNames": [f"projects/{PROJECT}"], "pageSize": 1}
+    status, page = raw_list(server.url, body)
+    assert status == 200 and len(page["entries"]) == 1
+    status, _ = raw_list(server.url, {**body, "pageToken": page["nextPageToken"],
+                                      "filter": "labels.job_name=orders"})
+    assert status == 400  # a token is good for the request it came from only
+    status, second = raw_list(server.url, {**body, "pageToken": page["nextPageToken"]})
+    assert status == 200 and second["entries"][0]["insertId"] == "id-1"
+    assert raw_list(server.url, {**body, "orderBy": "severity"})[0] == 400
+    assert raw_list(server.url, {**body, "pageSize": 1001})[0] == 400
+
+
+def test_listed_entries_without_timestamp_get_the_receive_time(server: FakeCloudLogging) -> None:
+    api = client_for(server.url).logging_api
+    api.write_entries([{"textPayload": "no time"}], logger_name=LOG, resource={"type": "global"})
+    [entry] = client_for(server.url).list_entries(resource_names=[f"projects/{PROJECT}"])
+    assert entry.payload == "no time"
+    assert entry.timestamp is not None
+    assert entry.timestamp.isoformat().startswith(server.entries()[0]["receiveTimestamp"][:19])
+
+
+def raw_list(url: str, body: Any) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url + "/v2/entries:list", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")

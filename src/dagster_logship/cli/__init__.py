@@ -1,8 +1,10 @@
 """The ``dagster-logship`` command: ``check``, ``tail``, ``replay`` and ``validate``.
 
-Errors are one readable line on stderr, never a traceback: exit status 2 for a usage error, 1 for
-a failure (including a check that found a problem), 0 otherwise. Credential values from configs
-and the environment are replaced by ``***`` in everything printed.
+Errors go to stderr, never as a traceback: a usage error (unknown, missing or conflicting flags, a
+``-c`` file that is missing or not YAML, a bad value) is one line and exit status 2; a failure
+(including a check that found a problem) is one line and exit status 1, except a Dagster error,
+which is shown whole (every message, uncut) with its fix below it; 0 otherwise. Credential values
+from configs and the environment are replaced by ``***`` in everything printed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ._common import CliError, Output, one_line
+from ._common import CliError, Output, UsageError, dagster_error, one_line
 
 __all__ = ["main"]
 
@@ -55,14 +57,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.func(args, out)
         return status
+    except UsageError as exc:
+        where = f"{PROG} {args.command}"
+        out.error(f"{where}: error: {one_line(str(exc), 1000)} (see {where} --help)")
+        return 2
     except CliError as exc:
-        out.error(f"{PROG} {args.command}: error: {one_line(str(exc), 1000)}")
+        out.error(exc.render(f"{PROG} {args.command}: error: "))
         return 1
     except KeyboardInterrupt:
         out.error(f"{PROG} {args.command}: interrupted")
         return 130
     except BrokenPipeError:
         return 1
-    except Exception as exc:  # one line, never a traceback
-        out.error(f"{PROG} {args.command}: error: {type(exc).__name__}: {one_line(str(exc))}")
+    except Exception as exc:  # never a traceback; a Dagster error whole, others in one line
+        shown = dagster_error(exc, "Dagster refused it")
+        if shown is not None:
+            out.error(shown.render(f"{PROG} {args.command}: error: "))
+        else:
+            out.error(f"{PROG} {args.command}: error: {type(exc).__name__}: {one_line(str(exc))}")
         return 1

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -22,9 +22,13 @@ __all__ = [
     "CliError",
     "Destination",
     "Output",
+    "UsageError",
+    "dagster_error",
+    "deep_merge",
     "destination_from_flags",
     "format_event",
     "load_run_config",
+    "load_run_configs",
     "logger_entries",
     "one_line",
     "parse_timestamp",
@@ -52,7 +56,29 @@ _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN
 
 
 class CliError(Exception):
-    """A failure to report as one line (exit status 1)."""
+    """A failure to report (exit status 1): one line, or, with ``details``, a headline and the
+    lines below it in full (a Dagster error's every message), then ``fix``."""
+
+    def __init__(self, message: str, details: Sequence[str] = (), fix: str | None = None) -> None:
+        super().__init__(message)
+        self.details = [str(d) for d in details]
+        self.fix = fix
+
+    def render(self, prefix: str) -> str:
+        """The text printed on stderr: ``prefix`` + the message, details indented below."""
+        if not self.details and self.fix is None:
+            return f"{prefix}{one_line(str(self), 1000)}"
+        lines = [f"{prefix}{str(self).rstrip()}"]
+        for detail in self.details:
+            lines.extend("    " + row for row in detail.rstrip().splitlines() if row.strip())
+        if self.fix:
+            lines.append(f"  fix: {self.fix}")
+        return "\n".join(lines)
+
+
+class UsageError(CliError):
+    """The command line cannot be run as given (exit status 2, like argparse's own errors):
+    unknown or conflicting flags, a missing or unreadable ``-c`` file, a bad value."""
 
 
 class Output:
@@ -96,21 +122,86 @@ def one_line(text: str, limit: int = 400) -> str:
 
 
 def load_run_config(path: str) -> dict[str, Any]:
-    """A run config YAML file as a dict (``CliError`` naming the file when it is not one)."""
+    """A run config YAML file as a dict; ``UsageError`` naming the file when it is not one (an
+    empty file is ``{}``, as ``dagster job execute -c`` reads it)."""
     import yaml
 
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
     except FileNotFoundError:
-        raise CliError(f"{path}: no such file") from None
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a run config YAML file") from None
     except OSError as exc:
-        raise CliError(f"{path}: cannot read it ({exc.strerror})") from None
+        raise UsageError(f"{path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file (a run config is YAML)") from None
     except yaml.YAMLError as exc:
-        raise CliError(f"{path}: not valid YAML ({one_line(str(exc), 200)})") from None
+        raise UsageError(f"{path}: not valid YAML ({one_line(str(exc), 300)})") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise CliError(f"{path}: a run config is a YAML mapping with a `loggers:` section")
+        raise UsageError(
+            f"{path}: a run config is a YAML mapping (with a `loggers:` section), "
+            f"not a {type(data).__name__}"
+        )
     return data
+
+
+def deep_merge(onto: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` merged into a copy of ``onto``: mappings in both are merged, key by key, any
+    other value of ``new`` replaces (lists too): how Dagster merges ``-c a.yaml -c b.yaml``."""
+    merged = dict(onto)
+    for key, value in new.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_run_configs(paths: Sequence[str]) -> tuple[dict[str, Any], str]:
+    """Several ``-c`` files merged in order (later wins), and how to name them in messages."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged = deep_merge(merged, load_run_config(path))
+    return merged, " + ".join(paths)
+
+
+_DAGSTER_FIXES = {
+    "DagsterInvalidConfigError": "correct the run config at the paths named above (each "
+    "error names its path, root:loggers:KEY:config:...); `dagster-logship check CONFIG.yaml` "
+    "checks each logger's part",
+    "DagsterInvariantViolationError": "the code does not load in Dagster either: fix what the "
+    "message names (`dagster definitions validate -f FILE` shows the same)",
+    "DagsterInvalidDefinitionError": "the definitions are not valid in Dagster either: fix "
+    "what the message names (`dagster definitions validate -f FILE` shows the same)",
+}
+
+
+def dagster_error(exc: BaseException, headline: str) -> CliError | None:
+    """A Dagster error as a ``CliError`` showing it whole (every message, uncut) with the fix;
+    None when ``exc`` is not one of Dagster's errors."""
+    try:
+        from dagster import DagsterError, DagsterInvalidConfigError
+    except ImportError:  # pragma: no cover - dagster is a dependency
+        return None
+    if not isinstance(exc, DagsterError):
+        return None
+    name = type(exc).__name__
+    text = str(exc).strip()
+    first, _, rest = text.partition("\n")
+    details: list[str] = []
+    if isinstance(exc, DagsterInvalidConfigError) and exc.errors:
+        details = [f"Error {i}: {error.message}" for i, error in enumerate(exc.errors, 1)]
+    elif rest.strip():
+        details = [rest]
+    fix = next((f for cls, f in _DAGSTER_FIXES.items()
+                if cls in {c.__name__ for c in type(exc).__mro__}), None)
+    return CliError(f"{headline}: {name}: {first}", details,
+                    fix or "see Dagster's message above")
 
 
 def kind_of(key: str, config: Mapping[str, Any]) -> str | None:
@@ -181,13 +272,6 @@ def _logger_def(kind: str) -> Any:
     return json_console_logger
 
 
-def _short_config_error(message: str) -> str:
-    cut = message.find('. Expected: "')
-    if cut != -1:
-        message = message[:cut + 1]
-    return one_line(message, 300)
-
-
 def process_logger_config(key: str, kind: str, raw: Any, out: Output) -> Destination:
     """Apply the logger's schema (defaults, ``{env: VAR}``); ``CliError`` listing what is wrong."""
     from dagster._config import process_config
@@ -201,8 +285,14 @@ def process_logger_config(key: str, kind: str, raw: Any, out: Output) -> Destina
     config_type = _logger_def(kind).config_schema.config_type
     result = process_config(config_type, raw)
     if not result.success:
-        problems = "; ".join(_short_config_error(e.message) for e in result.errors or ())
-        raise CliError(f"loggers.{key}.config is not valid for {_LOGGER_NAMES[kind]}: {problems}")
+        errors = list(result.errors or ())
+        raise CliError(
+            f"loggers.{key}.config is not valid for {_LOGGER_NAMES[kind]} "
+            f"({len(errors)} error(s), as Dagster reports them)",
+            [f"Error {i}: {e.message}" for i, e in enumerate(errors, 1)],
+            fix=f"correct loggers.{key}.config (the README's {_LOGGER_NAMES[kind]} section "
+            "lists its keys and their types)",
+        )
     value = dict(result.value or {})
     for name in _SECRET_KEYS:
         out.add_secret(value.get(name))

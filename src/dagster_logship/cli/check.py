@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import io
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from ._common import CliError, Destination, Output, logger_entries, one_line, process_logger_config
@@ -27,6 +28,8 @@ PROBE_JOB, PROBE_RUN = "dagster-logship-check", "probe"
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "check",
+        usage="%(prog)s [-h] CONFIG.yaml [CONFIG.yaml ...] | -c CONFIG.yaml [-c ...]\n"
+        "       [--logger KEY] [--kind {cloudwatch,gcp,json}] [--create | --no-probe]",
         help="validate a run config's loggers, resolve credentials, send one probe event",
         description=(
             "Validate the dagster-logship loggers under `loggers:` of a run config YAML, "
@@ -35,16 +38,22 @@ def add_parser(sub: Any) -> None:
             "checked can deliver, 1 otherwise."
         ),
     )
-    parser.add_argument("config", metavar="CONFIG.yaml", help="run config YAML file")
+    parser.add_argument("config", metavar="CONFIG.yaml", nargs="*",
+                        help="run config YAML file(s); several are merged in order (later "
+                        "wins), as `dagster job execute -c a.yaml -c b.yaml` merges them")
+    parser.add_argument("-c", "--config", dest="config_flags", metavar="CONFIG.yaml",
+                        action="append", default=[],
+                        help="the same, as a flag (repeatable), for those used to `dagster -c`")
     parser.add_argument("--logger", metavar="KEY", help="check only this key under loggers:")
     parser.add_argument("--kind", choices=("cloudwatch", "gcp", "json"),
                         help="which logger KEY is, when its config keys do not tell")
-    parser.add_argument(
+    sending = parser.add_mutually_exclusive_group()
+    sending.add_argument(
         "--create", action="store_true",
         help="create the log group / stream the logger would create, then send the probe "
         "(a stream template is filled with job_name=dagster-logship-check, run_id=probe)",
     )
-    parser.add_argument("--no-probe", action="store_true",
+    sending.add_argument("--no-probe", action="store_true",
                         help="validate and resolve credentials only; send nothing")
     parser.set_defaults(func=run)
 
@@ -57,19 +66,28 @@ class _Report:
     def ok(self, text: str) -> None:
         self.out.line(f"  ok    {text}")
 
-    def fail(self, text: str) -> None:
+    def fail(self, text: str, details: Sequence[str] = (), fix: str | None = None) -> None:
+        """A failed item; ``details`` (a Dagster error's messages) shown whole below it."""
         self.failed = True
         self.out.line(f"  FAIL  {text}")
+        for detail in details:
+            for row in detail.rstrip().splitlines():
+                self.out.line(f"          {row}")
+        if fix:
+            self.out.line(f"          fix: {fix}")
 
     def note(self, text: str) -> None:
         self.out.line(f"  note  {text}")
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from ._common import load_run_config
+    from ._common import UsageError, load_run_configs
 
-    run_config = load_run_config(args.config)
-    entries = logger_entries(run_config, args.config, args.logger, args.kind)
+    paths = [*args.config, *args.config_flags]
+    if not paths:
+        raise UsageError("the following arguments are required: CONFIG.yaml (or -c CONFIG.yaml)")
+    run_config, label = load_run_configs(paths)
+    entries = logger_entries(run_config, label, args.logger, args.kind)
     checked = failed = 0
     for key, kind, raw in entries:
         if kind is None:
@@ -82,10 +100,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
             dest = process_logger_config(key, kind, raw, out)
             _check(dest, args, report)
         except CliError as exc:
-            report.fail(str(exc))
+            report.fail(str(exc), exc.details, exc.fix)
         failed += report.failed
     if not checked:
-        raise CliError(f"{args.config}: no dagster-logship logger under `loggers:`")
+        raise CliError(f"{label}: no dagster-logship logger under `loggers:`")
     verdict = "ok" if not failed else f"{failed} of {checked} failed"
     out.line(f"result: {checked} logger(s) checked, {verdict}")
     return 1 if failed else 0
@@ -227,6 +245,7 @@ def _probe_cloudwatch(
 ) -> None:
     from ..shipping.retry import BatchRejectedError, RetryableError
     from ..sinks.cloudwatch import CloudWatchSink
+    from ..sinks.endpoint_pin import active_moto_mock
     from ._common import probe_item
 
     config = dest.config
@@ -245,6 +264,8 @@ def _probe_cloudwatch(
         tags=config.get("tags"),
         connect_timeout=5.0,
         read_timeout=15.0,
+        # The client is made here and now: the endpoint (moto's mock too) is the current one.
+        moto_mock=active_moto_mock(),
     )
     said = io.StringIO()
     try:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ._common import CliError, Destination, Output, one_line, parse_timestamp
+from ._common import CliError, Destination, Output, UsageError, one_line, parse_timestamp
 from .tail import add_destination_flags, resolve_destination
 
 __all__ = ["LEDGER_SUFFIX", "add_parser", "replay_key", "run"]
@@ -198,6 +198,7 @@ def _sinks(dest: Destination, records: list[_Record]) -> list[tuple[Any, list[_R
             raise CliError("replay sends to CloudWatch Logs or Cloud Logging; "
                            f"{dest.logger_name} writes to the process's own output")
         from ..sinks.cloudwatch import CloudWatchSink, validate_log_stream_name
+        from ..sinks.endpoint_pin import active_moto_mock
 
         by_stream: dict[str, list[_Record]] = defaultdict(list)
         for record in records:
@@ -217,6 +218,7 @@ def _sinks(dest: Destination, records: list[_Record]) -> list[tuple[Any, list[_R
                 create_log_stream=config.get("create_log_stream", True),
                 retention_in_days=config.get("retention_in_days"),
                 tags=config.get("tags"),
+                moto_mock=active_moto_mock(),  # sent now, where the endpoint is now
             )
             out.append((sink, chunk))
         return out
@@ -321,8 +323,8 @@ def _send(sink: Any, batch: list[_Unit], deadline_s: float, outcome: _Outcome,
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    if args.retry_deadline < 0:
-        raise CliError("--retry-deadline must be >= 0")
+    if not args.retry_deadline >= 0:
+        raise UsageError(f"--retry-deadline must be >= 0 (got {args.retry_deadline:g})")
     dest = resolve_destination(args, out)
     records = _load(args.spill_file)
     ledger_path = args.ledger or args.spill_file + LEDGER_SUFFIX

@@ -1,18 +1,31 @@
 """``dagster-logship tail``: a run's (or a job's, or a stream's) events, as readable lines.
 
+``--run-id`` takes the whole run id or its start, such as the 8 characters tail prints and
+Dagster's UI shows. A start that two runs share is refused, naming both.
+
 CloudWatch Logs: ``--stream`` reads one stream with GetLogEvents; ``--run-id`` / ``--job`` use
-FilterLogEvents over the group with a JSON filter pattern (``{ $.run_id = "..." }``, evaluated by
-the service) and check the field again here, since a pattern can also match inside a message.
-Cloud Logging: ``entries.list`` with a filter on the labels the logger sets (``labels.run_id``,
-``labels.job_name``). ``--follow`` polls; ``--max-polls`` and ``--timeout`` bound it, and
-following a run ends by itself a poll after the run's last event (RUN_SUCCESS, RUN_FAILURE,
-RUN_CANCELED).
+FilterLogEvents over the group with a JSON filter pattern evaluated by the service:
+``{ $.run_id = "302fc568-..." }`` for a whole id, ``{ $.run_id = "302fc568*" }`` for its start
+(a trailing ``*`` in a quoted JSON string value is a documented wildcard, as in the CIS
+CloudTrail patterns ``{ $.errorCode = "AccessDenied*" }``). The field is checked again here,
+because moto does not evaluate JSON patterns (it returns every event) and a term can also match
+inside a message. A log group that does not exist is an error, with or without ``--follow``
+(polling a misspelled group would wait forever); a missing ``--stream`` in an existing group is
+waited for with ``--follow``, since the logger creates it at the run's first batch.
+
+Cloud Logging: ``entries.list`` with a filter on the labels the logger sets: ``labels.run_id =
+"..."`` for a whole id, ``labels.run_id : "302fc568"`` (the "has" operator, a substring match)
+for a start, checked again here as a prefix; ``labels.job_name`` for ``--job``.
+
+``--follow`` polls; ``--max-polls`` and ``--timeout`` bound it, and following a run ends by
+itself a poll after the run's last event (RUN_SUCCESS, RUN_FAILURE, RUN_CANCELED).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,10 +34,11 @@ from ._common import (
     CliError,
     Destination,
     Output,
+    UsageError,
     destination_from_flags,
     dumps,
     format_event,
-    load_run_config,
+    load_run_configs,
     one_line,
     parse_timestamp,
     single_destination,
@@ -34,13 +48,69 @@ __all__ = ["add_parser", "run"]
 
 RUN_END_EVENTS = frozenset({"RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED"})
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_FULL_RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: What may stand before a wildcard in a CloudWatch pattern without quoting trouble.
+_PATTERN_SAFE = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+class RunSelector:
+    """Which run ``--run-id`` names: a whole Dagster run id, or the start of one.
+
+    A start is resolved to the one run whose events carry it (``resolve``); from then on the
+    whole id is asked for.
+    """
+
+    def __init__(self, given: str) -> None:
+        self.given = given
+        self.full: str | None = given if _FULL_RUN_ID.fullmatch(given) else None
+
+    def matches(self, run_id: Any) -> bool:
+        if not isinstance(run_id, str):
+            return False
+        return run_id == self.full if self.full else run_id.startswith(self.given)
+
+    def resolve(self, events: list[dict[str, Any]]) -> None:
+        """Pin the whole id when ``events`` carry exactly one; ``CliError`` listing the runs
+        when the given start is shared by several."""
+        runs: dict[str, str] = {}
+        for event in events:
+            run_id = event.get("run_id")
+            if isinstance(run_id, str) and self.matches(run_id):
+                runs.setdefault(run_id, str(event.get("job_name") or "?"))
+        if self.full is not None:
+            return
+        if len(runs) > 1:
+            listed = ", ".join(f"{run} (job {job})" for run, job in sorted(runs.items()))
+            raise CliError(
+                f"run id {self.given!r} is ambiguous: {len(runs)} runs start with it: {listed}; "
+                "give more of the run id"
+            )
+        if runs:
+            self.full = next(iter(runs))
+
+
+def cloudwatch_pattern(field: str, value: str, prefix: bool) -> str:
+    """The FilterLogEvents JSON pattern selecting events whose ``field`` is ``value`` (or, with
+    ``prefix``, starts with it); empty (every event) when a start cannot be put in a pattern."""
+    if not prefix:
+        return f"{{ $.{field} = {json.dumps(value)} }}"
+    if _PATTERN_SAFE.fullmatch(value):
+        return f'{{ $.{field} = "{value}*" }}'
+    return ""
+
+
+def gcp_label_filter(label: str, value: str, prefix: bool) -> str:
+    """The Logging query term selecting entries whose label is ``value`` (or contains it, the
+    "has" operator, for a start checked as a prefix here)."""
+    return f"labels.{label}{':' if prefix else '='}{json.dumps(value)}"
 
 
 def add_destination_flags(parser: argparse.ArgumentParser, stream_flag: bool) -> None:
     """Where to read or write: a run config's logger, or flags (same names as the config keys)."""
     where = parser.add_argument_group("destination (a run config's logger, or flags)")
-    where.add_argument("-c", "--config", metavar="CONFIG.yaml",
-                       help="run config YAML whose logger says where the events are")
+    where.add_argument("-c", "--config", metavar="CONFIG.yaml", action="append",
+                       help="run config YAML whose logger says where the events are; "
+                       "repeatable, merged in order (later wins), as `dagster job execute -c`")
     where.add_argument("--logger", metavar="KEY", help="which key under loggers: (if several)")
     where.add_argument("--kind", choices=("cloudwatch", "gcp"),
                        help="which logger KEY is, when its config keys do not tell")
@@ -80,7 +150,9 @@ def resolve_destination(args: argparse.Namespace, out: Output) -> Destination:
             GcpTarget.of(project=config.get("project"), log_name=config["log_name"],
                          api_endpoint=config.get("api_endpoint"))
     except ConfigError as exc:
-        raise CliError(f"destination: {exc}") from None
+        if args.config:
+            raise CliError(f"destination: {exc}") from None
+        raise UsageError(f"destination: {exc}") from None
     return dest
 
 
@@ -88,20 +160,41 @@ def _resolve_destination(args: argparse.Namespace, out: Output) -> Destination:
     cw = {k: getattr(args, k, None) for k in
           ("log_group_name", "log_stream_name", "aws_region", "endpoint_url", "aws_profile")}
     gcp = {k: getattr(args, k, None) for k in ("project", "log_name", "api_endpoint")}
+    given = [flag for flag, value in _FLAG_NAMES.items()
+             if getattr(args, value, None) is not None]
     if args.config:
-        if any(v is not None for v in (*cw.values(), *gcp.values())):
-            raise CliError("give the destination either with -c CONFIG.yaml or with flags, "
-                           "not both")
+        if given:
+            raise UsageError(f"give the destination either with -c CONFIG.yaml or with flags "
+                             f"({', '.join(given)}), not both")
+        run_config, label = load_run_configs(args.config)
         return single_destination(
-            load_run_config(args.config), args.config, out, args.logger, args.kind,
-            ("cloudwatch", "gcp"),
+            run_config, label, out, args.logger, args.kind, ("cloudwatch", "gcp"),
         )
+    for flag in ("--logger", "--kind"):
+        if getattr(args, flag[2:]) is not None:
+            raise UsageError(f"{flag} picks a logger of -c CONFIG.yaml; without -c it means "
+                             "nothing")
+    cw_given = [f for f in given if f in _CW_FLAGS]
+    gcp_given = [f for f in given if f not in _CW_FLAGS]
+    if cw_given and gcp_given:
+        raise UsageError(f"{', '.join(cw_given)} (CloudWatch) and {', '.join(gcp_given)} "
+                         "(Cloud Logging) name two destinations: give one")
     if cw["log_group_name"]:
         return destination_from_flags("cloudwatch", cw, out)
-    if any(v is not None for v in gcp.values()):
+    if cw_given:
+        raise UsageError(f"{', '.join(cw_given)} without --log-group: name the log group")
+    if gcp_given:
         return destination_from_flags("gcp", gcp, out)
-    raise CliError("no destination: give -c CONFIG.yaml, or --log-group (CloudWatch), or "
-                   "--project/--api-endpoint (Cloud Logging)")
+    raise UsageError("no destination: give -c CONFIG.yaml, or --log-group (CloudWatch), or "
+                     "--project/--api-endpoint (Cloud Logging)")
+
+
+_FLAG_NAMES = {
+    "--log-group": "log_group_name", "--log-stream": "log_stream_name", "--region": "aws_region",
+    "--endpoint-url": "endpoint_url", "--profile": "aws_profile", "--project": "project",
+    "--log-name": "log_name", "--api-endpoint": "api_endpoint",
+}
+_CW_FLAGS = frozenset({"--log-group", "--log-stream", "--region", "--endpoint-url", "--profile"})
 
 
 def add_parser(sub: Any) -> None:
@@ -115,7 +208,9 @@ def add_parser(sub: Any) -> None:
         ),
     )
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--run-id", help="events of this run")
+    which.add_argument("--run-id", metavar="RUN_ID",
+                       help="events of this run: its whole id or its start (the 8 characters "
+                       "tail prints and Dagster's UI shows)")
     which.add_argument("--job", help="events of this job's runs")
     which.add_argument("--stream", help="every event of this CloudWatch stream")
     add_destination_flags(parser, stream_flag=False)
@@ -138,30 +233,53 @@ def _age(text: str) -> float:
     try:
         value = float(number)
     except ValueError:
-        raise CliError(f"--since: got {text!r}; give an age such as 30s, 15m, 2h or 7d") from None
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"--since: got {text!r}; give an age such as 30s, 15m, 2h or 7d")
     return value * _UNITS.get(unit, 1)
 
 
-def run(args: argparse.Namespace, out: Output) -> int:
-    if args.poll_interval <= 0:
-        raise CliError("--poll-interval must be > 0")
+def _check_flags(args: argparse.Namespace) -> None:
+    """What argparse cannot see: values out of range and flags that need another."""
+    if not args.poll_interval > 0:
+        raise UsageError(f"--poll-interval must be > 0 (got {args.poll_interval:g})")
     if args.max_polls is not None and args.max_polls < 1:
-        raise CliError("--max-polls must be at least 1")
-    dest = resolve_destination(args, out)
+        raise UsageError(f"--max-polls must be at least 1 (got {args.max_polls})")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be > 0 (got {args.timeout:g})")
+    if not args.follow:
+        for flag, value in (("--max-polls", args.max_polls), ("--timeout", args.timeout)):
+            if value is not None:
+                raise UsageError(f"{flag} bounds --follow; add --follow or leave it out")
+    if args.run_id is not None and not args.run_id.strip():
+        raise UsageError("--run-id: give the run id or its first characters")
+    if args.stream and (args.project or args.api_endpoint or args.log_name):
+        raise UsageError("--stream is for CloudWatch Logs; for Cloud Logging use --run-id or "
+                         "--job")
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    _check_flags(args)
     since = time.time() - _age(args.since) if args.since else None
+    dest = resolve_destination(args, out)
+    selector = RunSelector(args.run_id.strip()) if args.run_id else None
     if dest.kind == "cloudwatch":
-        source: _Source = _CloudWatchSource(dest, args, since)
+        source: _Source = _CloudWatchSource(dest, args, since, selector)
     elif args.stream:
-        raise CliError("--stream is for CloudWatch Logs; for Cloud Logging use --run-id or --job")
+        raise UsageError(f"--stream is for CloudWatch Logs, and {dest.key} is a Cloud Logging "
+                         "logger: use --run-id or --job")
     else:
-        source = _GcpSource(dest, args, since)
+        source = _GcpSource(dest, args, since, selector)
     deadline = time.monotonic() + args.timeout if args.timeout else None
     polls = 0
     shown = 0
     ended_at: int | None = None
     while True:
         polls += 1
-        for event, fallback_ms in source.poll():
+        batch = list(source.poll())
+        if selector is not None:
+            selector.resolve([event for event, _ in batch])
+        for event, fallback_ms in batch:
             shown += 1
             out.line(dumps(event) if args.json else format_event(event, fallback_ms))
             if args.run_id and event.get("event_type") in RUN_END_EVENTS:
@@ -181,20 +299,23 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 class _Source:
+    selector: RunSelector | None
+    args: argparse.Namespace
+
     def poll(self) -> Iterator[tuple[dict[str, Any], int | None]]:
         raise NotImplementedError
 
-
-def _matches(event: dict[str, Any], args: argparse.Namespace) -> bool:
-    if args.run_id:
-        return bool(event.get("run_id") == args.run_id)
-    if args.job:
-        return bool(event.get("job_name") == args.job)
-    return True
+    def matches(self, event: dict[str, Any]) -> bool:
+        if self.selector is not None:
+            return self.selector.matches(event.get("run_id"))
+        if self.args.job:
+            return bool(event.get("job_name") == self.args.job)
+        return True
 
 
 class _CloudWatchSource(_Source):
-    def __init__(self, dest: Destination, args: argparse.Namespace, since: float | None) -> None:
+    def __init__(self, dest: Destination, args: argparse.Namespace, since: float | None,
+                 selector: RunSelector | None) -> None:
         from .check import _aws_session
 
         try:
@@ -204,6 +325,7 @@ class _CloudWatchSource(_Source):
         config = dest.config
         self.group = config["log_group_name"]
         self.args = args
+        self.selector = selector
         self.start_ms = int(since * 1000) if since else None
         self.token: str | None = None
         self.seen: set[str] = set()
@@ -231,14 +353,44 @@ class _CloudWatchSource(_Source):
                     if self.args.stream:
                         yield {"message": text}, item.get("timestamp")
                     continue
-                if _matches(event, self.args):
+                if self.matches(event):
                     yield event, item.get("timestamp")
         except CliError:
             raise
         except Exception as exc:
-            if self.args.follow and _code(exc) == "ResourceNotFoundException":
-                return  # the group or stream appears with the run's first batch: keep polling
-            raise CliError(_aws_error(exc, self.group)) from None
+            if _code(exc) != "ResourceNotFoundException":
+                raise CliError(_aws_error(exc, self.group, self.where())) from None
+            if not self.args.stream or not self._group_exists():
+                raise CliError(
+                    f"log group {self.group!r} does not exist ({self.where()}): check the "
+                    "group name and the region (the logger creates its group at its first "
+                    "send, so no run has shipped there yet)"
+                ) from None
+            if not self.args.follow:
+                raise CliError(
+                    f"log stream {self.args.stream!r} does not exist in log group "
+                    f"{self.group!r} ({self.where()})"
+                ) from None
+            # --follow: the logger creates the stream with the run's first batch; keep polling.
+
+    def where(self) -> str:
+        """The region, and the endpoint when it is not AWS's own (moto, a VPC endpoint)."""
+        meta = getattr(self.client, "meta", None)
+        region = getattr(meta, "region_name", None) or "(no region)"
+        endpoint = str(getattr(meta, "endpoint_url", "") or "")
+        host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+        if endpoint and not (host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")):
+            return f"region {region}, endpoint {endpoint}"
+        return f"region {region}"
+
+    def _group_exists(self) -> bool:
+        """Whether the group exists, asked with a permission tail needs anyway."""
+        try:
+            self.client.filter_log_events(logGroupName=self.group, limit=1)
+        except Exception as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                return False
+        return True
 
     def _stream(self) -> Iterator[dict[str, Any]]:
         while True:
@@ -256,12 +408,12 @@ class _CloudWatchSource(_Source):
             self.token = token
 
     def _filtered(self) -> Iterator[dict[str, Any]]:
-        field, value = ("run_id", self.args.run_id) if self.args.run_id else (
-            "job_name", self.args.job)
-        kwargs: dict[str, Any] = {
-            "logGroupName": self.group,
-            "filterPattern": f'{{ $.{field} = {json.dumps(value)} }}',
-        }
+        if self.selector is not None:
+            pattern = cloudwatch_pattern("run_id", self.selector.full or self.selector.given,
+                                         prefix=self.selector.full is None)
+        else:
+            pattern = cloudwatch_pattern("job_name", self.args.job, prefix=False)
+        kwargs: dict[str, Any] = {"logGroupName": self.group, "filterPattern": pattern}
         if self.start_ms:
             kwargs["startTime"] = self.start_ms
         events: list[dict[str, Any]] = []
@@ -285,18 +437,16 @@ def _code(exc: BaseException) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _aws_error(exc: BaseException, group: str) -> str:
+def _aws_error(exc: BaseException, group: str, where: str) -> str:
     response = getattr(exc, "response", None)
     code = _code(exc)
-    if code == "ResourceNotFoundException":
-        return f"log group {group!r} (or the stream) does not exist"
     if code in ("AccessDeniedException", "AccessDenied"):
         return (f"access denied reading {group!r}: tail needs logs:FilterLogEvents and "
                 "logs:GetLogEvents")
     if code:
         message = response.get("Error", {}).get("Message", "") if isinstance(response, dict) else ""
-        return f"CloudWatch Logs: {code}: {one_line(message, 200)}"
-    return f"CloudWatch Logs: {type(exc).__name__}: {one_line(str(exc), 200)}"
+        return f"CloudWatch Logs ({where}): {code}: {one_line(message, 200)}"
+    return f"CloudWatch Logs ({where}): {type(exc).__name__}: {one_line(str(exc), 200)}"
 
 
 class _GcpSource(_Source):
@@ -304,13 +454,15 @@ class _GcpSource(_Source):
 
     PAGE_SIZE = 1000
 
-    def __init__(self, dest: Destination, args: argparse.Namespace, since: float | None) -> None:
+    def __init__(self, dest: Destination, args: argparse.Namespace, since: float | None,
+                 selector: RunSelector | None) -> None:
         from ..sinks.gcp import GcpTarget
 
         config = dest.config
         self.target = GcpTarget.of(project=config.get("project"), log_name=config["log_name"],
                                    api_endpoint=config.get("api_endpoint"))
         self.args = args
+        self.selector = selector
         self.client, self.project = _gcp_client(self.target)
         self.since = since
         self.newest: str | None = None
@@ -318,10 +470,11 @@ class _GcpSource(_Source):
 
     def _filter(self) -> str:
         parts = [f'logName="{self.target.log_path(self.project)}"']
-        if self.args.run_id:
-            parts.append(f"labels.run_id={json.dumps(self.args.run_id)}")
+        if self.selector is not None:
+            full = self.selector.full
+            parts.append(gcp_label_filter("run_id", full or self.selector.given, full is None))
         elif self.args.job:
-            parts.append(f"labels.job_name={json.dumps(self.args.job)}")
+            parts.append(gcp_label_filter("job_name", self.args.job, prefix=False))
         if self.newest:
             parts.append(f'timestamp>="{self.newest}"')
         elif self.since:
@@ -361,7 +514,7 @@ class _GcpSource(_Source):
                 self.newest = stamp
             payload = entry.get("jsonPayload")
             if isinstance(payload, dict):
-                if _matches(payload, self.args):
+                if self.matches(payload):
                     yield payload, None
             elif "textPayload" in entry:
                 yield {"timestamp": stamp, "level": entry.get("severity"),

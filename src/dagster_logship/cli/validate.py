@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any
 
-from ._common import CliError, Output, load_run_config, one_line
+from ._common import CliError, Output, UsageError, dagster_error, load_run_configs
 
 __all__ = ["add_parser", "run"]
 
@@ -35,8 +35,9 @@ def add_parser(sub: Any) -> None:
     source.add_argument("-m", "--module-name", metavar="MODULE", help="module to import")
     parser.add_argument("-a", "--attribute", metavar="NAME",
                         help="the Definitions, repository or job to check (default: every one)")
-    parser.add_argument("-c", "--run-config", metavar="CONFIG.yaml",
-                        help="check launches with this run config instead of none")
+    parser.add_argument("-c", "--run-config", metavar="CONFIG.yaml", action="append",
+                        help="check launches with this run config instead of none; "
+                        "repeatable, merged in order (later wins), as `dagster job execute -c`")
     parser.add_argument("--ignore-job", action="append", default=[], metavar="NAME",
                         help="skip this job (repeatable), e.g. __ASSET_JOB")
     parser.set_defaults(func=run)
@@ -47,7 +48,9 @@ def _load(args: argparse.Namespace) -> Any:
         if args.python_file:
             path = os.path.abspath(args.python_file)
             if not os.path.exists(path):
-                raise CliError(f"{args.python_file}: no such file")
+                raise UsageError(f"{args.python_file}: no such file")
+            if not os.path.isfile(path):
+                raise UsageError(f"{args.python_file}: not a file (give a Python file)")
             directory = os.path.dirname(path)
             if directory not in sys.path:
                 sys.path.insert(0, directory)
@@ -64,8 +67,11 @@ def _load(args: argparse.Namespace) -> Any:
         raise
     except Exception as exc:
         where = args.python_file or args.module_name
-        raise CliError(f"{where}: could not load it ({type(exc).__name__}: "
-                       f"{one_line(str(exc), 300)})") from None
+        shown = dagster_error(exc, f"{where}: could not load it")
+        if shown is not None:
+            raise shown from None
+        raise CliError(f"{where}: could not load it ({type(exc).__name__}: {exc})",
+                       fix="the same error stops Dagster loading it: fix it there") from None
 
 
 def _targets(module: Any, attribute: str | None) -> list[Any]:
@@ -92,15 +98,18 @@ def _targets(module: Any, attribute: str | None) -> list[Any]:
 def run(args: argparse.Namespace, out: Output) -> int:
     from ..selection import validate_loggers
 
-    run_config = load_run_config(args.run_config) if args.run_config else None
+    run_config, label = load_run_configs(args.run_config) if args.run_config else (None, "")
     module = _load(args)
     problems = []
     for target in _targets(module, args.attribute):
         try:
             problems.extend(validate_loggers(target, run_config, ignore_jobs=args.ignore_job))
         except Exception as exc:
-            what = f"{type(exc).__name__}: {one_line(str(exc), 300)}"
-            raise CliError(f"cannot check: {what}") from None
+            headline = f"cannot check with {label}" if label else "cannot check"
+            shown = dagster_error(exc, headline)
+            if shown is not None:
+                raise shown from None
+            raise CliError(f"{headline}: {type(exc).__name__}: {exc}") from None
     for problem in problems:
         out.line(f"FAIL  {problem.message}")
     if problems:

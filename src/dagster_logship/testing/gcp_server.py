@@ -2,8 +2,9 @@
 
 Google ships no Cloud Logging emulator, so tests of code that writes entries either mock the
 client (and miss how it really talks) or need a project. This server speaks the REST
-``entries.write`` the way the real Python client sends it, so the real client (and
-``gcp_logger`` / ``GcpHandler`` with ``api_endpoint=server.url``) can be used unchanged::
+``entries.write`` and ``entries.list`` the way the real Python client sends them, so the real
+client (``client.list_entries(...)`` too), ``gcp_logger`` / ``GcpHandler`` with
+``api_endpoint=server.url`` and ``dagster-logship tail --api-endpoint`` work unchanged::
 
     with FakeCloudLogging() as server:
         handler = GcpHandler(project="test-project", api_endpoint=server.url)
@@ -28,11 +29,32 @@ What it checks, like the real service:
   carrying the failed indices; without it nothing of a failing request is stored;
 - ``dryRun`` (or the client's ``dry_run``) validates without storing.
 
+``POST /v2/entries:list`` answers from the stored entries, with ``resourceNames`` (required,
+``projects/P`` each; an entry belongs to the project of its ``logName``), ``filter``,
+``orderBy`` (``timestamp asc``, the default, or ``timestamp desc``; ties keep arrival order),
+``pageSize`` (1-1000, default 50) and ``pageToken`` (the opaque ``nextPageToken`` of the
+previous page of the same request). An entry written without ``timestamp`` is listed with its
+``receiveTimestamp`` as timestamp, as the service stamps it. ``list_requests()`` records each
+call. The filter is the subset of the Logging query language that ``dagster-logship tail`` and
+the client's defaults write: comparisons ``FIELD OP VALUE`` joined by ``AND`` (or juxtaposed),
+OP one of ``=`` ``!=`` ``:`` (has: a substring, or ``:*`` for presence) ``<`` ``<=`` ``>``
+``>=``, FIELD a dotted path (``logName``, ``insertId``, ``severity``, ``labels.KEY``,
+``resource.type``, ``resource.labels.KEY``, ``jsonPayload.a.b``, ``textPayload``,
+``timestamp``, ``receiveTimestamp``), VALUE a double-quoted string (JSON escapes) or a bare
+word. As in the service, string comparisons ignore case, ``timestamp`` compares as a time (RFC
+3339, ``Z``, ``+00:00`` or ``+0000``), ``severity`` by rank (``severity>=WARNING``), a missing
+field fails every comparison but ``!=``. Not supported, answered 400 INVALID_ARGUMENT naming
+the part: ``OR``, ``NOT`` and ``-``, parentheses, regular expressions (``=~``, ``!~``),
+functions (``SEARCH``, ``log_id``, ``sample``...), bare global terms, quoted path segments,
+array indexes; nor are other resource kinds (organizations, folders, billing accounts, views),
+the service's default of the last 24 hours when a filter has no timestamp (the client adds one
+itself), or ``projectIds``.
+
 What it does not do: authentication and authorization (any or no ``Authorization`` header is
 accepted; ``requests()`` records only whether one was sent), quotas and rate limits, monitored
 resource type and label checks, label count and length limits, ``insertId`` deduplication
-(duplicates are stored, so tests can see them: the real service collapses them in queries),
-``entries.list`` or any other method, gRPC, chunked request bodies (the client always sends a
+(duplicates are stored and listed, so tests can see them: the real service collapses them in
+queries), any other method, gRPC, chunked request bodies (the client always sends a
 ``Content-Length``). Failures beyond those happen only when injected:
 
 - :meth:`FakeCloudLogging.fail_next` — the next ``n`` writes answer ``status`` (429, 500, 503,
@@ -63,6 +85,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -116,6 +139,21 @@ _TIMESTAMP_RE = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$"
 )
 _WRITE_PATH = "/v2/entries:write"
+_LIST_PATH = "/v2/entries:list"
+_LIST_FIELDS = frozenset({"resourceNames", "filter", "orderBy", "pageSize", "pageToken"})
+_SEVERITY_RANK = {
+    "DEFAULT": 0, "DEBUG": 100, "INFO": 200, "NOTICE": 300, "WARNING": 400, "ERROR": 500,
+    "CRITICAL": 600, "ALERT": 700, "EMERGENCY": 800,
+}
+_TIME_FIELDS = frozenset({"timestamp", "receiveTimestamp"})
+_FILTER_TOKEN = re.compile(
+    r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>>=|<=|!=|=~|!~|[=:<>])|(?P<paren>[()])'
+    r'|(?P<word>[^\s()"=:<>!~]+))'
+)
+_FILTER_TIME = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d{1,9})?"
+    r"([Zz]|[+-]\d\d:?\d\d)?$"
+)
 
 
 def _code_of(code: int | str) -> int:
@@ -279,6 +317,143 @@ class _BadRequest(Exception):
     """The whole request is invalid (what a JSON parse error is for the real API)."""
 
 
+def _filter_time(value: str) -> datetime | None:
+    """A timestamp in a filter: RFC 3339, also with ``+0000`` (the client's own format)."""
+    match = _FILTER_TIME.match(value.strip())
+    if not match:
+        return None
+    year, month, day, hour, minute, second, frac, zone = match.groups()
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second),
+            int(((frac or ".0")[1:] + "000000")[:6]), tzinfo=timezone.utc,
+        )
+    except ValueError:
+        return None
+    if zone and zone.upper() != "Z":
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        moment -= offset if zone[0] == "+" else -offset
+    return moment
+
+
+_Comparison = tuple[str, str, Any]
+
+
+def _parse_filter(text: str) -> list[_Comparison]:
+    """``(field, op, value)`` for each comparison of the supported subset (module docstring),
+    all of which must hold; ``_BadRequest`` naming what is not supported."""
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        if not text[pos:].strip():
+            break
+        match = _FILTER_TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise _BadRequest(f"filter: cannot parse {text[pos:pos + 20]!r}")
+        kind = match.lastgroup or "word"
+        tokens.append((kind, match.group(kind)))
+        pos = match.end()
+    comparisons: list[_Comparison] = []
+    index = 0
+    while index < len(tokens):
+        kind, value = tokens[index]
+        if kind == "word" and value == "AND":
+            index += 1
+            continue
+        if kind == "paren":
+            raise _BadRequest("filter: parentheses are not supported by this fake server")
+        if kind == "word" and value in ("OR", "NOT"):
+            raise _BadRequest(f"filter: {value} is not supported by this fake server")
+        if kind != "word" or index + 1 >= len(tokens) or tokens[index + 1][0] != "op":
+            raise _BadRequest(
+                f"filter: {value!r} is not a comparison FIELD OP VALUE (global terms and "
+                "functions are not supported by this fake server)"
+            )
+        if value.startswith("-"):
+            raise _BadRequest("filter: negation (-) is not supported by this fake server")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_\-]+)*", value):
+            raise _BadRequest(f"filter: field path {value!r} is not supported by this fake "
+                              "server (quoted segments, indexes, functions)")
+        op = tokens[index + 1][1]
+        if op in ("=~", "!~"):
+            raise _BadRequest("filter: regular expressions are not supported by this fake server")
+        if index + 2 >= len(tokens) or tokens[index + 2][0] not in ("string", "word"):
+            raise _BadRequest(f"filter: {value} {op} needs a value")
+        vkind, raw = tokens[index + 2]
+        if vkind == "string":
+            try:
+                operand: Any = json.loads(raw)
+            except ValueError:
+                raise _BadRequest(f"filter: bad string {raw}") from None
+        elif raw in ("AND", "OR", "NOT"):
+            raise _BadRequest(f"filter: {value} {op} needs a value")
+        else:
+            operand = raw
+        if value in _TIME_FIELDS and not (op == ":" and operand == "*"):
+            moment = _filter_time(str(operand))
+            if moment is None:
+                raise _BadRequest(f"filter: {value}: invalid timestamp {operand!r}")
+            operand = moment
+        comparisons.append((value, op, operand))
+        index += 3
+    return comparisons
+
+
+def _field(entry: Mapping[str, Any], path: str) -> Any:
+    value: Any = entry
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _compare(have: Any, op: str, want: Any, path: str) -> bool:
+    if have is None:
+        return op == "!="
+    if op == ":" and want == "*":
+        return True
+    if path in _TIME_FIELDS:
+        moment = _filter_time(str(have))
+        if moment is None:
+            return op == "!="
+        left: Any = moment
+        right: Any = want
+    elif path == "severity":
+        left = _SEVERITY_RANK.get(str(have).upper(), have if isinstance(have, int) else 0)
+        right = _SEVERITY_RANK.get(str(want).upper())
+        if right is None:
+            try:
+                right = int(str(want))
+            except ValueError:
+                raise _BadRequest(f"filter: severity: invalid value {want!r}") from None
+    else:
+        if isinstance(have, (dict, list)):
+            have = json.dumps(have)
+        left, right = str(have).lower(), str(want).lower()
+        if op == ":":
+            return right in left
+        try:
+            numbers = float(left), float(right)
+        except ValueError:
+            pass
+        else:
+            if op not in ("=", "!="):
+                left, right = numbers
+    if op == ":":
+        return bool(left == right)
+    return bool({
+        "=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
+        ">": left > right, ">=": left >= right,
+    }[op])
+
+
+def _listed_time(entry: Mapping[str, Any]) -> datetime:
+    moment = _filter_time(str(entry.get("timestamp") or entry.get("receiveTimestamp") or ""))
+    return moment or datetime.min.replace(tzinfo=timezone.utc)
+
+
 class _Fault:
     __slots__ = ("bad", "http", "message", "retry_after")
 
@@ -305,6 +480,7 @@ class FakeCloudLogging:
         self._changed = threading.Condition(self._lock)
         self._entries: list[dict[str, Any]] = []
         self._requests: list[dict[str, Any]] = []
+        self._lists: list[dict[str, Any]] = []
         self._faults: deque[_Fault] = deque()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -369,6 +545,12 @@ class FakeCloudLogging:
         with self._lock:
             return copy.deepcopy(self._requests)
 
+    def list_requests(self) -> list[dict[str, Any]]:
+        """Every ``entries.list`` received: ``status``, the parsed ``body`` (None when it was
+        not JSON; its ``filter`` is what the caller asked), ``returned`` (entries on the page)."""
+        with self._lock:
+            return copy.deepcopy(self._lists)
+
     def wait_for(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until at least ``count`` entries are stored; False if ``timeout`` passed first."""
         deadline = time.monotonic() + timeout
@@ -396,6 +578,7 @@ class FakeCloudLogging:
         with self._lock:
             self._entries.clear()
             self._requests.clear()
+            self._lists.clear()
             self._faults.clear()
             self._changed.notify_all()
 
@@ -624,6 +807,85 @@ class FakeCloudLogging:
                 return full, f"Log entry timestamp {timestamp} is outside the accepted range"
         return full, None
 
+    def _handle_list(self, raw: bytes) -> tuple[int, bytes]:
+        record: dict[str, Any] = {"body": None, "returned": 0}
+        try:
+            body = json.loads(raw.decode("utf-8") or "null")
+        except (UnicodeDecodeError, ValueError) as exc:
+            status, answer = 400, _error_body(400, 3, f"Invalid JSON payload received. {exc}")
+        else:
+            record["body"] = body
+            try:
+                page = self._list(body)
+            except _BadRequest as exc:
+                status, answer = 400, _error_body(400, 3, str(exc))
+            else:
+                record["returned"] = len(page.get("entries", []))
+                status, answer = 200, json.dumps(page).encode()
+        record["status"] = status
+        with self._lock:
+            self._lists.append(record)
+        return status, answer
+
+    def _list(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise _BadRequest("Invalid JSON payload received. the body must be a JSON object")
+        for key in body:
+            if key not in _LIST_FIELDS:
+                raise _BadRequest(f'Invalid JSON payload received. Unknown name "{key}": Cannot '
+                                  "find field (this fake server answers resourceNames only).")
+        names = body.get("resourceNames")
+        if not isinstance(names, list) or not names:
+            raise _BadRequest("resourceNames: at least one resource name is required")
+        projects = set()
+        for name in names:
+            parts = str(name).split("/")
+            if len(parts) != 2 or parts[0] != "projects" or not parts[1]:
+                raise _BadRequest(f"resourceNames: {name!r} is not supported by this fake "
+                                  "server (give projects/PROJECT)")
+            projects.add(parts[1])
+        comparisons = _parse_filter(str(body.get("filter") or ""))
+        order = " ".join(str(body.get("orderBy") or "timestamp asc").split()).lower()
+        if order not in ("timestamp", "timestamp asc", "timestamp desc"):
+            raise _BadRequest(f"orderBy: {body.get('orderBy')!r}: use \"timestamp asc\" or "
+                              "\"timestamp desc\"")
+        size = body.get("pageSize", 50)
+        if isinstance(size, str) and size.isdigit():
+            size = int(size)  # protobuf JSON may write int32 as a string
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 1000:
+            raise _BadRequest(f"pageSize: {size!r}: must be between 0 and 1000")
+        size = size or 50
+        token = body.get("pageToken") or ""
+        query = json.dumps([sorted(projects), body.get("filter") or "", order])
+        tag = f"fake-{zlib.crc32(query.encode()):08x}"  # a token is for its own query only
+        start = 0
+        if token:
+            prefix, _, offset = str(token).rpartition(":")
+            if prefix != tag or not offset.isdigit():
+                raise _BadRequest("pageToken: not a token of this request's previous page")
+            start = int(offset)
+        with self._lock:
+            stored = list(self._entries)
+        found = []
+        for entry in stored:
+            project = _project_of(str(entry.get("logName", "")))
+            if project not in projects:
+                continue
+            if all(_compare(_field(entry, f) if f != "timestamp" else (
+                    entry.get("timestamp") or entry.get("receiveTimestamp")), op, want, f)
+                   for f, op, want in comparisons):
+                found.append(entry)
+        found.sort(key=_listed_time, reverse=order.endswith("desc"))
+        page_entries = []
+        for entry in found[start:start + size]:
+            listed = copy.deepcopy(entry)
+            listed.setdefault("timestamp", listed.get("receiveTimestamp"))
+            page_entries.append(listed)
+        page: dict[str, Any] = {"entries": page_entries} if page_entries else {}
+        if start + size < len(found):
+            page["nextPageToken"] = f"{tag}:{start + size}"
+        return page
+
     # -- control paths for RemoteFakeCloudLogging ---------------------------------------------
 
     def _control(self, method: str, path: str, query: dict[str, str], raw: bytes) -> Any:
@@ -632,6 +894,8 @@ class FakeCloudLogging:
             return self.entries()
         if method == "GET" and path == "/_fake/requests":
             return self.requests()
+        if method == "GET" and path == "/_fake/list_requests":
+            return self.list_requests()
         if method == "GET" and path == "/_fake/wait":
             ok = self.wait_for(int(query.get("count", "0")), float(query.get("timeout", "10")))
             return {"ok": ok}
@@ -700,7 +964,11 @@ def _handler_class(fake: FakeCloudLogging) -> type[BaseHTTPRequestHandler]:
                     return
                 self._send(200, json.dumps(result).encode())
                 return
-            if parts.path != _WRITE_PATH:
+            if parts.path == _LIST_PATH and method == "POST":
+                status, answer = fake._handle_list(raw)
+                self._send(status, answer)
+                return
+            if parts.path not in (_WRITE_PATH, _LIST_PATH):
                 message = f"The requested URL {parts.path} was not found."
                 self._send(404, _error_body(404, 5, message))
                 return
@@ -752,6 +1020,10 @@ class RemoteFakeCloudLogging:
         result: list[dict[str, Any]] = self._call("GET", "/_fake/requests")
         return result
 
+    def list_requests(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/_fake/list_requests")
+        return result
+
     def wait_for(self, count: int, timeout: float = 10.0) -> bool:
         query = urllib.parse.urlencode({"count": count, "timeout": timeout})
         return bool(self._call("GET", f"/_fake/wait?{query}", timeout=timeout + 10)["ok"])
@@ -796,7 +1068,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the fake server until SIGTERM/SIGINT; print its URL as the first line."""
     parser = argparse.ArgumentParser(
         prog="python -m dagster_logship.testing.gcp_server",
-        description="A fake Google Cloud Logging endpoint (POST /v2/entries:write) for tests.",
+        description="A fake Google Cloud Logging endpoint (POST /v2/entries:write and "
+        "/v2/entries:list) for tests.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
