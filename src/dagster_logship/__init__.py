@@ -15,10 +15,12 @@ from .selection import (
     with_active_loggers,
 )
 from .shipping import ConfigError, ShippingHandler, ShippingOptions, flush_all
+from .sinks.cloudwatch import DestinationCheckError
 
 __all__ = [
     "CloudWatchHandler",
     "ConfigError",
+    "DestinationCheckError",
     "GcpHandler",
     "JsonStreamHandler",
     "LoggerProblem",
