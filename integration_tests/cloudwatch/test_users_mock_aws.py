@@ -262,3 +262,24 @@ def test_multiprocess_run_is_readable_when_execute_job_returns(
         m.format("transform_b") for m in expected
     ]
     assert len(per_step["transform_b"]) == len(expected) + 1
+
+
+def test_a_run_whose_backend_is_down_has_disposed_of_its_records_when_it_returns(
+    tmp_path: Path, remote_attempts: list[str]
+) -> None:
+    """Nothing left pending after the run: what could not be delivered within flush_timeout is
+    in the spill file, with the reason, as soon as execute_in_process returns."""
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    spill = tmp_path / "spill.jsonl"
+    result = hello_cloudwatch_job.execute_in_process(run_config=run_config(
+        endpoint_url=dead, flush_timeout=1.0, spill_path=str(spill)))
+    assert result.success
+    lines = _spilled(spill)
+    assert [line["message"] for line in lines] == ["Hello, Cloudwatch!", "This is an error"]
+    assert {line["logship_spill"]["reason"] for line in lines} == {
+        "the run ended: not delivered within flush_timeout (1s)"
+    }

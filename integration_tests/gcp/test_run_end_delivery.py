@@ -8,6 +8,7 @@ than the run, so only the run's end can have sent the entries.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -82,15 +83,17 @@ def test_json_lines_are_written_when_execute_in_process_returns(
     assert ours[-1]["event_type"] == "RUN_SUCCESS"
 
 
-def test_gcp_logger_says_where_its_entries_go(capsys: pytest.CaptureFixture[str]) -> None:
-    with FakeCloudLogging() as server:
+def test_gcp_logger_says_where_its_entries_go(caplog: pytest.LogCaptureFixture) -> None:
+    """To the ``dagster_logship`` Python logger when logging shows it (else on stderr, as the
+    CloudWatch tests check): caplog makes where it goes certain, whatever earlier tests set."""
+    with caplog.at_level(logging.INFO, logger="dagster_logship"), FakeCloudLogging() as server:
         url = server.url
         greeting.execute_in_process(
             run_config={"loggers": {"gcp": {"config": {
                 "project": "announced", "log_name": "runs", "api_endpoint": url}}}}
         )
-    lines = [line for line in capsys.readouterr().err.splitlines() if "shipping Dagster" in line]
+    lines = [r.getMessage() for r in caplog.records if r.name == "dagster_logship"]
     assert lines == [
-        "dagster-logship: shipping Dagster logs to Cloud Logging projects/announced/logs/runs: "
+        "shipping Dagster logs to Cloud Logging projects/announced/logs/runs: "
         f"endpoint {url} (not Google's own)"
     ]

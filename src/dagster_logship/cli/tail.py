@@ -170,15 +170,18 @@ def _resolve_destination(args: argparse.Namespace, out: Output) -> Destination:
         return single_destination(
             run_config, label, out, args.logger, args.kind, ("cloudwatch", "gcp"),
         )
-    for flag in ("--logger", "--kind"):
-        if getattr(args, flag[2:]) is not None:
-            raise UsageError(f"{flag} picks a logger of -c CONFIG.yaml; without -c it means "
-                             "nothing")
+    if args.logger is not None:
+        raise UsageError("--logger picks a logger of -c CONFIG.yaml; without -c it means nothing")
     cw_given = [f for f in given if f in _CW_FLAGS]
     gcp_given = [f for f in given if f not in _CW_FLAGS]
     if cw_given and gcp_given:
         raise UsageError(f"{', '.join(cw_given)} (CloudWatch) and {', '.join(gcp_given)} "
                          "(Cloud Logging) name two destinations: give one")
+    # Without -c, --kind may say what the flags already say (scripts spell it out), no more.
+    named = "cloudwatch" if cw_given else "gcp" if gcp_given else None
+    if args.kind is not None and named is not None and args.kind != named:
+        raise UsageError(f"--kind {args.kind} does not match the flags given "
+                         f"({', '.join(cw_given or gcp_given)} name {named})")
     if cw["log_group_name"]:
         return destination_from_flags("cloudwatch", cw, out)
     if cw_given:

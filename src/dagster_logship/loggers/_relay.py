@@ -20,7 +20,7 @@ from typing import Any
 
 from ..shipping.encoding import relayed_snapshot
 from ..shipping.handler import ShippingHandler
-from .run_end import RUN_START, STEP_END, boundary
+from .run_end import RUN_END, RUN_START, STEP_END, boundary
 
 __all__ = ["RelayLogger"]
 
@@ -33,12 +33,15 @@ _getLogRecordFactory = logging.getLogRecordFactory
 _LogRecord = logging.LogRecord
 
 
+#: Runs whose start this process logged (it runs the whole run: a step's end does not settle
+#: its loggers, the run's end does). Emptied as runs end.
+_runs_here: set[Any] = set()
+if hasattr(os, "register_at_fork"):  # a forked step process does not run its parent's runs
+    os.register_at_fork(after_in_child=_runs_here.clear)
+
+
 class RelayLogger(logging.Logger):
     """A ``logging.Logger`` that hands Dagster's relayed calls straight to its shipping handler."""
-
-    #: This process logged its run's start: it runs the whole run, so a step's end does not
-    #: flush (see run_end.py).
-    _runs_the_run = False
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if args or type(level) is not int or not self.isEnabledFor(level) or not self._relay(
@@ -51,23 +54,33 @@ class RelayLogger(logging.Logger):
         # Whatever the level: Dagster's run and step events come at DEBUG, below most loggers'.
         extra = kwargs.get("extra")
         if type(extra) is dict and extra.get("dagster_event") is not None:
-            self._at_event(extra["dagster_event"])
+            self._at_event(extra["dagster_event"], extra.get("dagster_meta"))
 
-    def _at_event(self, dagster_event: Any) -> None:
-        """Deliver what the handlers hold when the run, or this step process, ends (bounded by
-        each handler's ``flush_timeout``): Dagster never flushes its loggers, and its callers
-        read the destination as soon as the run returns."""
+    def _at_event(self, dagster_event: Any, meta: Any) -> None:
+        """Deliver what the handlers hold when the run, or this step process, ends, within each
+        handler's ``flush_timeout``, then spill the rest: Dagster never flushes its loggers, its
+        callers read the destination as soon as the run returns, and a step process that waited
+        here does not wait again at exit."""
         kind = boundary(dagster_event)
         if kind is None:
             return
+        run_id = meta.get("run_id") if isinstance(meta, dict) else None
+        # Dagster builds its loggers again for the steps of the same process: which process
+        # runs the whole run is known per process and run, not per logger.
         if kind == RUN_START:
-            self._runs_the_run = True
+            _runs_here.add(run_id)
             return
-        if kind == STEP_END and self._runs_the_run:
+        if kind == STEP_END and run_id in _runs_here:
             return
+        if kind == RUN_END:
+            _runs_here.discard(run_id)
+        where = "the run" if kind != STEP_END else "this step process's work"
         for handler in self.handlers:
             if isinstance(handler, ShippingHandler):
-                handler.flush(handler.options.flush_timeout)
+                handler.settle(
+                    f"{where} ended: not delivered within flush_timeout "
+                    f"({handler.options.flush_timeout:g}s)"
+                )
 
     def _relay(self, level: int, kwargs: dict[str, Any]) -> bool:
         """Ship a relayed call without a ``LogRecord``; False if it is not one, or if this

@@ -222,6 +222,17 @@ class ShippingHandler(logging.Handler):
             timeout = 0.0  # see _holds_logging_lock: waiting here could deadlock
         return worker.flush(timeout)
 
+    def settle(self, reason: str, timeout: float | None = None) -> bool:
+        """Deliver what this destination holds within ``timeout`` (default ``flush_timeout``),
+        then spill the rest with ``reason``: nothing of it is left pending (a run's end). True
+        if everything was delivered. Under ``logging``'s lock it only wakes the worker."""
+        worker = self._worker
+        if worker is None:
+            return True
+        if _holds_logging_lock():  # see _holds_logging_lock: waiting here could deadlock
+            return worker.flush(0.0)
+        return worker.settle(self.options.flush_timeout if timeout is None else timeout, reason)
+
     def close(self) -> None:
         """Flush (up to ``flush_timeout``) and release the worker; later emits start it again."""
         worker, finalizer = self._worker, self._finalizer

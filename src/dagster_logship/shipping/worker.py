@@ -431,6 +431,21 @@ class Worker:
                 self._progress.wait(remaining)
             return True
 
+    def settle(self, timeout: float, reason: str) -> bool:
+        """Deliver what is queued for at most ``timeout`` seconds, then spill what is left with
+        ``reason``, as at process exit but with the process going on (a run's end: what it
+        logged is then delivered or disposed of). True if everything was delivered."""
+        deadline = time.monotonic() + timeout
+        target = self.begin_exit(deadline)
+        try:
+            if self.wait_done(target, deadline):
+                return True
+            self.abandon_now(reason)
+            return False
+        finally:
+            with self._lock:
+                self._abandon_at = None
+
     def abandon_now(self, reason: str) -> None:
         """Spill whatever is still queued or in the worker's hands, from the exiting thread.
 
