@@ -1,4 +1,4 @@
-"""The ``dagster-logship`` command: ``check``, ``tail``, ``replay`` and ``validate``.
+"""The ``dagster-logship`` command: ``check``, ``tail``, ``replay``, ``validate`` and ``run``.
 
 Errors go to stderr, never as a traceback: a usage error (unknown, missing or conflicting flags, a
 ``-c`` file that is missing or not YAML, a bad value) is one line and exit status 2; a failure
@@ -31,6 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import check, replay, tail, validate
+    from . import run as run_command
 
     parser = _Parser(
         prog=PROG,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_parser(sub)
     replay.add_parser(sub)
     validate.add_parser(sub)
+    run_command.add_parser(sub)
     return parser
 
 

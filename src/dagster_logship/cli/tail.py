@@ -131,7 +131,7 @@ def add_destination_flags(parser: argparse.ArgumentParser, stream_flag: bool) ->
 def resolve_destination(args: argparse.Namespace, out: Output) -> Destination:
     """The destination of -c CONFIG.yaml (its one CloudWatch or Cloud Logging logger) or of the
     flags, its names checked by the rules the handler applies."""
-    dest = _resolve_destination(args, out)
+    dest = _destination_as_given(args, out)
     from ..shipping.options import ConfigError
 
     config = dest.config
@@ -156,11 +156,11 @@ def resolve_destination(args: argparse.Namespace, out: Output) -> Destination:
     return dest
 
 
-def _resolve_destination(args: argparse.Namespace, out: Output) -> Destination:
+def _destination_as_given(args: argparse.Namespace, out: Output) -> Destination:
     cw = {k: getattr(args, k, None) for k in
           ("log_group_name", "log_stream_name", "aws_region", "endpoint_url", "aws_profile")}
     gcp = {k: getattr(args, k, None) for k in ("project", "log_name", "api_endpoint")}
-    given = [flag for flag, value in _FLAG_NAMES.items()
+    given = [flag for flag, value in DESTINATION_FLAGS.items()
              if getattr(args, value, None) is not None]
     if args.config:
         if given:
@@ -192,7 +192,7 @@ def _resolve_destination(args: argparse.Namespace, out: Output) -> Destination:
                      "--project/--api-endpoint (Cloud Logging)")
 
 
-_FLAG_NAMES = {
+DESTINATION_FLAGS = {
     "--log-group": "log_group_name", "--log-stream": "log_stream_name", "--region": "aws_region",
     "--endpoint-url": "endpoint_url", "--profile": "aws_profile", "--project": "project",
     "--log-name": "log_name", "--api-endpoint": "api_endpoint",
