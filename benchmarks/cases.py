@@ -53,12 +53,6 @@ CASES: dict[str, dict[str, str]] = {
     "logship_cw": {"label": "logship CloudWatchHandler", "server": "stub", "owner": "ours"},
     "logship_gcp": {"label": "logship GcpHandler", "server": "gcp", "owner": "ours"},
     "logship_json": {"label": "logship JsonStreamHandler", "server": "", "owner": "ours"},
-    "logship_cw_proc": {"label": "logship CloudWatchHandler, shipper=process", "server": "stub",
-                        "owner": "ours"},
-    "logship_gcp_proc": {"label": "logship GcpHandler, shipper=process", "server": "gcp",
-                         "owner": "ours"},
-    "logship_json_proc": {"label": "logship JsonStreamHandler, shipper=process", "server": "",
-                          "owner": "ours"},
     "watchtower": {"label": "watchtower CloudWatchLogHandler", "server": "stub",
                    "owner": "watchtower"},
     "dagster_aws": {"label": "dagster-aws CloudwatchLogsHandler", "server": "stub",
@@ -198,9 +192,6 @@ def build(case: str, urls: dict[str, str], name: str, *, down: bool = False,
                                                  f"{name}.spill.jsonl")}
     if case == "null":
         return Built(logging.NullHandler(), lambda t: True, "", name, urls)
-    if case.endswith("_proc"):
-        ours_extra["shipper"] = "process"
-        case = case[: -len("_proc")]
     if case == "logship_cw":
         from dagster_logship import CloudWatchHandler
 
@@ -215,16 +206,6 @@ def build(case: str, urls: dict[str, str], name: str, *, down: bool = False,
     if case == "logship_json":
         from dagster_logship import JsonStreamHandler
 
-        if ours_extra.get("shipper") == "process":
-            # The helper process writes to this process's stdout: /dev/null in the harness, or
-            # for an outage a pipe nobody reads.
-            extra = {}
-            if down:
-                read_fd, write_fd = os.pipe()
-                os.dup2(write_fd, 1)
-                extra = {"pipe_read_fd": read_fd}
-            h3 = JsonStreamHandler(stream="stdout", **ours_extra)
-            return Built(h3, _ours_flush(h3), "", name, urls, extra)
         stream, extra = _sink_stream(down)
         h3 = JsonStreamHandler(stream=stream, **ours_extra)
         return Built(h3, _ours_flush(h3), "", name, urls, extra)

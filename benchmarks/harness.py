@@ -32,20 +32,17 @@ import report  # noqa: E402
 SECTIONS = ("moto", "caller", "caller_dagster", "throughput", "memory", "dagster", "scaling")
 
 #: Which cases each section runs (keys of cases.CASES).
-PROC = ["logship_cw_proc", "logship_gcp_proc", "logship_json_proc"]
-ALL = ["null", "logship_cw", "logship_gcp", "logship_json", *PROC, "watchtower", "dagster_aws",
-       "gcl", "dagster_json"]
+ALL = ["null", "logship_cw", "logship_gcp", "logship_json", "watchtower", "dagster_aws", "gcl",
+       "dagster_json"]
 CASES_OF = {
-    "moto": ["logship_cw", "logship_cw_proc", "watchtower", "dagster_aws"],
+    "moto": ["logship_cw", "watchtower", "dagster_aws"],
     "caller": ALL,
     "caller_dagster": ALL,
-    "throughput": ["logship_cw", "logship_cw_proc", "watchtower", "dagster_aws", "logship_gcp",
-                   "logship_gcp_proc", "gcl", "logship_json", "logship_json_proc",
-                   "dagster_json"],
+    "throughput": ["logship_cw", "watchtower", "dagster_aws", "logship_gcp", "gcl",
+                   "logship_json", "dagster_json"],
     "memory": ALL,
     "dagster": ALL,
-    "scaling": ["null", "logship_cw", "logship_cw_proc", "watchtower", "dagster_aws",
-                "logship_gcp", "logship_gcp_proc", "gcl"],
+    "scaling": ["null", "logship_cw", "watchtower", "dagster_aws", "logship_gcp", "gcl"],
 }
 
 # Sizes. ``slow`` overrides apply to dagster-aws (one blocking PutLogEvents per record, ~1-3 ms on
@@ -98,28 +95,6 @@ def placement(pin: bool) -> tuple[set[int] | None, set[int] | None]:
     if len(cpus) < 2:
         return None, None
     return {cpus[-1]}, set(cpus[:-1])
-
-
-#: Sections that time the code that logs: there a helper stays off the client's CPU.
-CALLER_SECTIONS = frozenset({"caller", "caller_dagster"})
-
-
-def helper_cpus(section: str, client_cpus: set[int]) -> set[int]:
-    """Where a ``shipper: process`` helper runs. A helper exists to work beside the process that
-    logs, on another core, with the service elsewhere; on a small machine the loopback servers
-    need a CPU too, and the server's work must not be counted against what is measured.
-
-    - Caller cost: on the CPUs the measured client does not have (on 2 CPUs, the servers'),
-      so it never shares the caller's. Allowed there, it was put on the caller's CPU whenever a
-      server kept the other one busy (Cloud Logging's fake: 2.0-2.2x the floor, not ~1.7x).
-    - Everything else (delivery, memory, Dagster): on every CPU, the operating system balancing
-      client, helper and server; confined to the servers' CPU a helper did the server's work on
-      its own time (Cloud Logging: 45,000 records/s, not 60,000).
-    """
-    every = set(os.sched_getaffinity(0))
-    if section in CALLER_SECTIONS:
-        return (every - client_cpus) or every
-    return every
 
 
 def _start_server(script: str, log: Path,
@@ -188,9 +163,7 @@ def run_one(section: str, case: str, settings: dict[str, Any], urls: dict[str, s
             name: str, logs: Path, tmp: str, cpus: set[int] | None = None) -> dict[str, Any]:
     out = Path(tmp) / f"{name}.json"
     cmd = [sys.executable, str(HERE / "measure.py"), section, case, "--out", str(out),
-           *([f"--cpus={','.join(map(str, sorted(cpus)))}",
-              f"--helper-cpus={','.join(map(str, sorted(helper_cpus(section, cpus))))}"]
-             if cpus else []),
+           *([f"--cpus={','.join(map(str, sorted(cpus)))}"] if cpus else []),
            "--name", name, "--n", str(settings["n"]), "--budget", str(settings["budget"]),
            "--reps", str(settings.get("reps", 1)), "--tmp", tmp,
            "--ack-timeout", str(max(30.0, settings["budget"])),

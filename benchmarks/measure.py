@@ -11,9 +11,7 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -45,80 +43,6 @@ def _emit(logger: logging.Logger, start: int, count: int, deadline: float,
         if time.monotonic() > deadline:
             break
     return done
-
-
-# -- helper processes (shipper=process) -----------------------------------------------------------
-
-_HELPER_MARK = b"dagster_logship.shipping.shipper"
-_helper_cpus: set[int] | None = None
-_seen_helpers: set[int] = set()
-
-
-def helper_pids() -> list[int]:
-    """Our ``shipper: process`` helpers among this process's children (Linux /proc)."""
-    pids: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/children") as f:
-                pids += [int(p) for p in f.read().split()]
-    out = []
-    for pid in pids:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
-            if _HELPER_MARK in f.read():
-                out.append(pid)
-    return out
-
-
-class _PlacedPopen(subprocess.Popen):  # type: ignore[type-arg]
-    """``subprocess.Popen`` that lets each of our helpers run on ``--helper-cpus`` as soon as it
-    is started: it inherits the pinning of the thread that starts it, and the point of a helper
-    is to work beside the process that logs. Its threads start later and inherit the setting.
-    (A thread polling /proc for new helpers did the same at ~2% of a CPU, in every case.)"""
-
-    def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
-        super().__init__(args, *rest, **kwargs)
-        words = args if isinstance(args, (list, tuple)) else [args]
-        if any(_HELPER_MARK.decode() in str(word) for word in words):
-            _seen_helpers.add(self.pid)
-            if _helper_cpus:
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(self.pid, _helper_cpus)
-
-
-def helpers_cpu_ns() -> int:
-    """CPU time (user + system) of the live helpers, from /proc/<pid>/stat."""
-    total = 0
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid in helper_pids():
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) * 1_000_000_000 // tick
-    return total
-
-
-def helpers_rss_kb(reset_peak: bool = False) -> int:
-    """Resident memory of the live helpers now; ``reset_peak`` restarts their high-water mark
-    (Linux >= 4.0, our own children), so that their peak is measured from here."""
-    total = 0
-    for pid in helper_pids():
-        if reset_peak:
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as f:
-                f.write("5")
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
-
-
-def helpers_peak_kb() -> int:
-    total = 0
-    for pid in helper_pids():
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-    return total
 
 
 # -- caller cost ----------------------------------------------------------------------------------
@@ -161,11 +85,11 @@ def throughput(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]
     reps: list[dict[str, Any]] = []
     for _ in range(args.reps):
         before = built.server_stats() or {}
-        c0, t0 = time.process_time_ns() + helpers_cpu_ns(), ns()
+        c0, t0 = time.process_time_ns(), ns()
         done = _emit(logger, total, args.n, time.monotonic() + args.budget)
         t_emit = ns()
         ok = built.ack(total + done, args.ack_timeout)
-        t1, c1 = ns(), time.process_time_ns() + helpers_cpu_ns()
+        t1, c1 = ns(), time.process_time_ns()
         total += done
         after = built.server_stats() or {}
         skip = len(before.get("per_request", []))
@@ -235,8 +159,8 @@ def memory(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
     for module in ("boto3", "botocore.client", "google.cloud.logging", "requests"):
         with contextlib.suppress(ImportError):
             __import__(module)
-    # One record first, and time for a first delivery attempt: what that loads (a client, a
-    # shipper=process helper with its interpreter and SDK) is in the baseline, for every case.
+    # One record first, and time for a first delivery attempt: what that loads (a client) is in
+    # the baseline, for every case.
     with contextlib.suppress(Exception):  # dagster-aws raises into the caller when it is down
         cases.log_one(logger, -1)
     stats_of = getattr(built.handler, "stats", None)
@@ -253,7 +177,6 @@ def memory(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
         reset = True
     except OSError:
         reset = False
-    helper_before = helpers_rss_kb(reset_peak=True)
     rss_before = _rss_kb("VmRSS")
     progress = [0]
     errors = [0]
@@ -278,14 +201,12 @@ def memory(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
     seconds = time.monotonic() - t0
     samples.append(_rss_kb("VmRSS"))
     peak = _rss_kb("VmHWM") if reset else max(samples)
-    helper_peak = helpers_peak_kb()  # its growth counts like this process's
     stats = getattr(built.handler, "stats", None)
     return {
-        "helper_peak_rss_kb": helper_peak, "helper_rss_before_kb": helper_before,
         "records_logged": progress[0], "records_wanted": args.n,
         "finished": finished.is_set(), "seconds": seconds, "errors_raised": errors[0],
         "rss_before_kb": rss_before, "peak_rss_kb": max(peak, max(samples)),
-        "growth_kb": max(peak, max(samples)) - rss_before + max(0, helper_peak - helper_before),
+        "growth_kb": max(peak, max(samples)) - rss_before,
         "rss_end_kb": samples[-1],
         "handler_stats": dict(stats) if isinstance(stats, dict) else None,
         "queue_max_bytes": getattr(getattr(built.handler, "options", None), "queue_max_bytes",
@@ -309,9 +230,6 @@ def _dagster_logger(case: str, urls: dict[str, str], name: str) -> tuple[Any, di
         def discard(init_context: Any) -> logging.Logger:
             return _logger(logging.NullHandler())
         return discard, {}
-    if case.endswith("_proc"):
-        logger_def, config = _dagster_logger(case[: -len("_proc")], urls, name)
-        return logger_def, {**config, "shipper": "process"}
     if case == "logship_cw":
         from dagster_logship import cloudwatch_logger
         return cloudwatch_logger, {"log_group_name": cases.GROUP, "log_stream_name": name,
@@ -499,29 +417,18 @@ def main() -> None:
     parser.add_argument("--tmp", default=None)
     parser.add_argument("--warmup", type=int, default=1, help="Dagster runs not counted")
     parser.add_argument("--cpus", default="", help="pin this process to these CPUs (a,b,...)")
-    parser.add_argument("--helper-cpus", default="",
-                        help="pin shipper=process helpers to these CPUs (a,b,...)")
     args = parser.parse_args()
-    global _helper_cpus
     if args.cpus:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
-    if args.helper_cpus:
-        _helper_cpus = {int(c) for c in args.helper_cpus.split(",")}
-    subprocess.Popen = _PlacedPopen  # type: ignore[misc]  # our helpers: see _PlacedPopen
     urls = {"stub": args.stub, "gcp": args.gcp, "moto": args.moto}
     for key, value in cases.CREDENTIALS.items():  # fake keys for the loopback endpoints
         os.environ.setdefault(key, value)
     t0 = time.monotonic()
     result = SECTIONS[args.section](args, urls)
     result["wall_seconds"] = time.monotonic() - t0
-    result["helper_processes"] = len(_seen_helpers)
     with open(args.out, "w") as f:
         json.dump(result, f)
     sys.stdout.flush()
-    # Helpers still trying an outage backend would run into the next measurement: end them.
-    for pid in helper_pids():
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
     os._exit(0)  # skip exit-time flushing of what an outage run still holds
 
 

@@ -14,14 +14,19 @@ X = "\u00d7"  # the multiplication sign of "1.5x"
 #: constant allowed (SDK client and its service model loaded at the first send, thread stacks,
 #: the batch being retried, which is outside the queue's accounting).
 MEMORY_CONSTANT = 32 * MiB
-OURS = ("logship_cw", "logship_gcp", "logship_json", "logship_cw_proc", "logship_gcp_proc",
-        "logship_json_proc")
+OURS = ("logship_cw", "logship_gcp", "logship_json")
 #: Whom each of our handlers is compared with for throughput.
 RIVAL = {"logship_cw": "watchtower", "logship_gcp": "gcl", "logship_json": "dagster_json",
-         "logship_cw_proc": "watchtower", "logship_gcp_proc": "gcl",
-         "logship_json_proc": "dagster_json", "dagster_aws": "watchtower"}
-TARGET_THROUGHPUT = {"logship_cw": 2.0, "logship_gcp": 5.0, "logship_cw_proc": 2.0,
-                     "logship_gcp_proc": 5.0}
+         "dagster_aws": "watchtower"}
+TARGET_THROUGHPUT = {"logship_cw": 2.0, "logship_gcp": 5.0}
+
+
+def current(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` without the cases that ``cases.py`` no longer has (older results may hold
+    retired ones): the report covers what exists."""
+    sections = {s: {c: r for c, r in sec.items() if c in CASES}
+                for s, sec in results["sections"].items()}
+    return {**results, "sections": sections}
 
 
 def label(case: str) -> str:
@@ -171,14 +176,13 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             times = ratio("throughput", r, b)
             rows.append((f"throughput, {label(case)} ≥ {want:g}{X} {label(RIVAL[case])}",
                          f"{times:.2f}{X}", _verdict(times >= want and r["acked"])))
-    for case in ("logship_cw", "logship_cw_proc"):
-        r = _get(results, "throughput", case)
-        if r is not None and r.get("fill_backlogged") is not None:
-            rows.append((f"PutLogEvents requests ≥ 95% full while backlogged (events or bytes), "
-                         f"{label(case)}",
-                         f"{100 * r['fill_backlogged']:.1f}% "
-                         f"({r['events_per_request_backlogged']:,.0f} events/request)",
-                         _verdict(r["fill_backlogged"] >= 0.95)))
+    r = _get(results, "throughput", "logship_cw")
+    if r is not None and r.get("fill_backlogged") is not None:
+        rows.append((f"PutLogEvents requests ≥ 95% full while backlogged (events or bytes), "
+                     f"{label('logship_cw')}",
+                     f"{100 * r['fill_backlogged']:.1f}% "
+                     f"({r['events_per_request_backlogged']:,.0f} events/request)",
+                     _verdict(r["fill_backlogged"] >= 0.95)))
     for case in OURS:
         r = _get(results, "memory", case)
         if r is not None and r.get("queue_max_bytes"):
@@ -188,13 +192,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                          f"({r['queue_max_bytes'] / MiB:.0f} MiB) + {MEMORY_CONSTANT // MiB} MiB",
                          f"+{growth / MiB:.0f} MiB (bound {bound / MiB:.0f} MiB)",
                          _verdict(growth <= bound)))
-    for case, what in (("logship_cw", "cloudwatch_logger"),
-                       ("logship_cw_proc", "cloudwatch_logger with shipper: process")):
-        d, b = _get(results, "dagster", case), _get(results, "dagster", "null")
-        if d is not None and b is not None:
-            times = ratio("dagster", d, b)
-            rows.append((f"Dagster job, {what} within 5% of a discarding logger",
-                         f"{100 * (times - 1):+.1f}%", _verdict(times <= 1.05)))
+    d, b = _get(results, "dagster", "logship_cw"), _get(results, "dagster", "null")
+    if d is not None and b is not None:
+        times = ratio("dagster", d, b)
+        rows.append(("Dagster job, cloudwatch_logger within 5% of a discarding logger",
+                     f"{100 * (times - 1):+.1f}%", _verdict(times <= 1.05)))
     return rows
 
 
@@ -216,6 +218,7 @@ def _placement(placement: dict[str, Any] | None) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    results = current(results)
     m = results["machine"]
     lines = ["# dagster-logship benchmarks", ""]
     load = m.get("loadavg_start")
@@ -351,10 +354,8 @@ def _memory(sec: dict[str, Any]) -> list[str]:
            "backend refuses connections (CloudWatch, Cloud Logging) or, for JSON lines, while "
            "nobody reads the pipe (a stalled log agent). Before the loop one record is logged and "
            "given time for a first delivery attempt, so that what a first send loads (the SDK, a "
-           "client, a `shipper: process` helper) is in the baseline of every case. Peak RSS is "
-           "the process's high-water mark during the loop (reset before it); growth is peak "
-           "minus RSS before the loop, plus the same for a helper process, whose own size before "
-           "the loop (its interpreter and SDK, a fixed cost) is shown in the last column. "
+           "client) is in the baseline of every case. Peak RSS is the process's high-water mark "
+           "during the loop (reset before it); growth is peak minus RSS before the loop. "
            "Our handlers use `overflow: drop_oldest` here (with the default `block` each call "
            "past a full queue waits 0.5 s); their queue bound is the default 100,000 records / "
            "64 MiB.", "",
@@ -379,9 +380,6 @@ def _memory_note(case: str, r: dict[str, Any]) -> str:
                      f"calls returned in {r['seconds']:.0f} s")
     if r.get("errors_raised"):
         notes.append(f"{r['errors_raised']:,} exceptions raised into the caller")
-    if r.get("helper_rss_before_kb"):
-        notes.append(f"helper process: {r['helper_rss_before_kb'] / 1024:,.0f} MB before the "
-                     f"loop, {r['helper_peak_rss_kb'] / 1024:,.0f} MB at its peak")
     stats = r.get("handler_stats")
     if stats:
         notes.append(f"queue bound {r['queue_max_records']:,} records / "
@@ -405,9 +403,6 @@ def _dagster(sec: dict[str, Any], settings: dict[str, Any]) -> list[str]:
            "server (min) |", "|---|---:|---:|---:|---:|"]
     names = {"null": "discarding logger (NullHandler)", "logship_cw": "logship cloudwatch_logger",
              "logship_gcp": "logship gcp_logger", "logship_json": "logship json_console_logger",
-             "logship_cw_proc": "logship cloudwatch_logger, shipper: process",
-             "logship_gcp_proc": "logship gcp_logger, shipper: process",
-             "logship_json_proc": "logship json_console_logger, shipper: process",
              "watchtower": "@logger with watchtower's handler",
              "dagster_aws": "dagster-aws cloudwatch_logger",
              "gcl": "@logger with google-cloud-logging's handler",
@@ -476,7 +471,7 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    sec = results["sections"]
+    sec = current(results)["sections"]
     fig, axes = plt.subplots(2, 3, figsize=(18, 10))
     fig.suptitle(f"dagster-logship benchmarks — {results['machine']['cpu']}, "
                  f"{results['machine']['logical_cpus']} CPUs, Python "

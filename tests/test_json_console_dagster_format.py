@@ -266,22 +266,3 @@ def test_both_loggers_on_one_run_write_the_same_lines_to_stderr(tmp_path: Path) 
             assert theirs[key] == ours[key], key
     messages = [pair[0]["dagster_meta"]["orig_message"] for pair in by_call.values()]
     assert {"Hello, world!", "with extras", "ünïcode ✓"} <= set(messages)
-
-
-def test_dagster_lines_from_a_helper_process(capfd: pytest.CaptureFixture[str]) -> None:
-    handler = JsonStreamHandler(
-        stream="stderr", format="dagster", shipper="process", flush_timeout=10
-    )
-    logger_ = logging.Logger("dagster")
-    logger_.addHandler(handler)
-    try:
-        logger_.info("via the helper", extra={"n": 1})
-        assert handler.flush(10)
-    finally:
-        handler.close()
-    (line,) = _json_lines(capfd.readouterr().err)
-    assert (line["msg"], line["n"], line["funcName"]) == (
-        "via the helper",
-        1,
-        "test_dagster_lines_from_a_helper_process",
-    )

@@ -38,7 +38,7 @@ NOT_ROUTED_TO_LOGGERS_IN_SUBPROCESSES = frozenset({"STEP_WORKER_STARTED"})
 
 
 def run_config(
-    endpoint_url: str, level: str, multiprocess: bool, shipper: str = "thread"
+    endpoint_url: str, level: str, multiprocess: bool
 ) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load(README_YAML)
     logger_config = config["loggers"]["cloudwatch"]["config"]
@@ -46,8 +46,6 @@ def run_config(
     # Test-only additions: the moto server, and a short batching window.
     logger_config["endpoint_url"] = endpoint_url
     logger_config["flush_interval"] = 0.2
-    if shipper != "thread":
-        logger_config["shipper"] = shipper
     if multiprocess:
         config["execution"] = {"config": {"multiprocess": {"max_concurrent": 4}}}
     return config
@@ -97,14 +95,13 @@ def check_run(
     assert {f"{step} error: something to page about" for step in steps} <= user_errors
 
 
-@pytest.mark.parametrize("shipper", ["thread", "process"])
 @pytest.mark.parametrize("level", ["ERROR", "DEBUG"])
 def test_in_process_run(
-    moto_endpoint: str, logs_client: Any, cw_jobs: ModuleType, level: str, shipper: str
+    moto_endpoint: str, logs_client: Any, cw_jobs: ModuleType, level: str
 ) -> None:
     with instance_for_test() as instance:
         result = cw_jobs.etl.execute_in_process(
-            run_config=run_config(moto_endpoint, level, multiprocess=False, shipper=shipper),
+            run_config=run_config(moto_endpoint, level, multiprocess=False),
             instance=instance
         )
         assert result.success
@@ -112,16 +109,15 @@ def test_in_process_run(
         check_run(instance, result.run_id, arrived, level)
 
 
-@pytest.mark.parametrize("shipper", ["thread", "process"])
 @pytest.mark.parametrize("level", ["ERROR", "DEBUG"])
 def test_multiprocess_run(
-    moto_endpoint: str, logs_client: Any, cw_jobs: ModuleType, level: str, shipper: str
+    moto_endpoint: str, logs_client: Any, cw_jobs: ModuleType, level: str
 ) -> None:
     with instance_for_test() as instance:
         with execute_job(
             reconstructable(cw_jobs.etl),
             instance=instance,
-            run_config=run_config(moto_endpoint, level, multiprocess=True, shipper=shipper),
+            run_config=run_config(moto_endpoint, level, multiprocess=True),
         ) as result:
             assert result.success
             run_id = result.run_id

@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pytest
 from dagster import DagsterInstance, execute_job, reconstructable
 from dagster._core.test_utils import instance_for_test
 from logship_gcp_jobs import BIG_MESSAGE, gcp_etl
@@ -20,12 +19,11 @@ from dagster_logship.testing import FakeCloudLogging
 NOT_LOGGED_BY_STEP_PROCESSES = frozenset({"STEP_WORKER_STARTED"})
 
 
-@pytest.mark.parametrize("shipper", ["thread", "process"])
 def test_in_process_every_record_once(
-    server: FakeCloudLogging, instance: DagsterInstance, it: Any, tmp_path: Path, shipper: str
+    server: FakeCloudLogging, instance: DagsterInstance, it: Any, tmp_path: Path
 ) -> None:
     result = gcp_etl.execute_in_process(
-        run_config=it.logger_config(server, tmp_path / "spill", shipper=shipper), instance=instance
+        run_config=it.logger_config(server, tmp_path / "spill"), instance=instance
     )
     assert result.success
     it.flush_here()
@@ -36,17 +34,12 @@ def test_in_process_every_record_once(
     assert not (tmp_path / "spill").exists()
 
 
-@pytest.mark.parametrize("shipper", ["thread", "process"])
 def test_in_process_at_info_with_faults(
-    server: FakeCloudLogging, instance: DagsterInstance, it: Any, tmp_path: Path, shipper: str
+    server: FakeCloudLogging, instance: DagsterInstance, it: Any, tmp_path: Path
 ) -> None:
     it.inject_faults(server)
     result = gcp_etl.execute_in_process(
-        # A helper process forms fewer, fuller requests: small ones meet all seven faults.
-        run_config=it.logger_config(
-            server, tmp_path / "spill", log_level="INFO", shipper=shipper,
-            max_batch_size=4 if shipper == "process" else None,
-        ),
+        run_config=it.logger_config(server, tmp_path / "spill", log_level="INFO"),
         instance=instance,
     )
     assert result.success
@@ -59,14 +52,13 @@ def test_in_process_at_info_with_faults(
     assert not (tmp_path / "spill").exists()
 
 
-@pytest.mark.parametrize("shipper", ["thread", "process"])
 def test_multiprocess_every_record_once_with_faults(
-    server: FakeCloudLogging, instance: DagsterInstance, it: Any, tmp_path: Path, shipper: str
+    server: FakeCloudLogging, instance: DagsterInstance, it: Any, tmp_path: Path
 ) -> None:
     it.inject_faults(server)
     result = execute_job(
         reconstructable(gcp_etl), instance=instance,
-        run_config=it.logger_config(server, tmp_path / "spill", shipper=shipper),
+        run_config=it.logger_config(server, tmp_path / "spill"),
     )
     assert result.success
     it.flush_here()  # the run's own records; step processes flushed before they ended

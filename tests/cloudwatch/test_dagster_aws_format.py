@@ -8,7 +8,7 @@ import logging
 import random
 import sys
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -218,19 +218,3 @@ def test_fail_fast_names_a_missing_region(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     with pytest.raises(DestinationCheckError, match="no AWS region: set aws_region"):
         CloudWatchHandler("/g", "s", fail_fast=True)
-
-
-def test_dagster_aws_format_from_a_helper_process(
-    moto_endpoint: str, server_logs: Any, make_handler: Any
-) -> None:
-    handler, logger_ = make_handler(format="dagster_aws", shipper="process",
-                                    endpoint_url=moto_endpoint)
-    now = datetime.now(timezone.utc).replace(tzinfo=None)  # naive UTC, as Dagster writes it
-    logger_.info("via %s", "helper", extra={"dagster_meta": {
-        "log_timestamp": now.isoformat(timespec="microseconds"), "run_id": "r1"}})
-    assert handler.flush(30)
-    (event,) = read_raw_events(handler.log_group_name, handler.log_stream_name,
-                               client=server_logs)
-    shipped = json.loads(event["message"])
-    assert shipped["msg"] == "via %s" and shipped["dagster_meta"]["run_id"] == "r1"
-    assert event["timestamp"] == millisecond_timestamp(now)

@@ -9,6 +9,7 @@ import math
 import time
 import uuid
 from datetime import datetime
+from typing import Any
 
 import pytest
 from support import MemorySink
@@ -210,13 +211,19 @@ def test_a_record_with_an_impossible_creation_time_is_shipped_with_the_time_it_w
 def test_a_handler_refusing_its_options_can_still_be_flushed_and_closed_at_shutdown():
     """logging keeps every constructed handler in its shutdown list, even one whose constructor
     raised; logging.shutdown() then flushes and closes it."""
-    from dagster_logship.shipping import ConfigError
+    from dagster_logship.shipping import ShippingHandler
 
-    with pytest.raises(ConfigError, match="shipper") as refusal:  # its traceback keeps it alive
-        JsonStreamHandler(stream=io.StringIO(), shipper="process")
+    def broken_sink() -> Any:
+        raise RuntimeError("the sink cannot be built")
+
+    class Refusing(ShippingHandler):
+        pass
+
+    with pytest.raises(RuntimeError, match="cannot be built") as refusal:  # traceback keeps it
+        Refusing(broken_sink, "refusing-key")
     refused = [
         ref() for ref in list(logging._handlerList)  # type: ignore[attr-defined]
-        if isinstance(ref(), JsonStreamHandler) and "_key" not in vars(ref())  # half-built
+        if isinstance(ref(), Refusing) and ref()._worker is None  # half-built
     ]
     assert refused
     for handler in refused:

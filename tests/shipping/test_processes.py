@@ -44,14 +44,10 @@ def events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-SHIPPERS = pytest.mark.parametrize("shipper", ["thread", "process"])
-
-
-@SHIPPERS
-def test_interpreter_exit_delivers_what_is_queued(shipper):
+def test_interpreter_exit_delivers_what_is_queued():
     proc = run_script(
-        f"""
-        logger = make_logger("main", shipper={shipper!r})
+        """
+        logger = make_logger("main")
         for i in range(5):
             logger.info("exit %d", i)
         """
@@ -60,13 +56,12 @@ def test_interpreter_exit_delivers_what_is_queued(shipper):
     assert [e["message"] for e in events(proc.stdout)] == [f"exit {i}" for i in range(5)]
 
 
-@SHIPPERS
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-def test_multiprocessing_children_deliver_under_each_start_method(method, shipper):
+def test_multiprocessing_children_deliver_under_each_start_method(method):
     proc = run_script(
         f"""
         def child(n):
-            logger = make_logger("child", shipper={shipper!r})
+            logger = make_logger("child")
             for i in range(3):
                 logger.info("child %d record %d", n, i)
             # returns without flush or close; fork/forkserver children skip atexit
@@ -86,12 +81,11 @@ def test_multiprocessing_children_deliver_under_each_start_method(method, shippe
     assert got == sorted(f"child {n} record {i}" for n in range(3) for i in range(3))
 
 
-@SHIPPERS
-def test_pool_workers_deliver(shipper):
+def test_pool_workers_deliver():
     proc = run_script(
-        f"""
+        """
         def work(n):
-            make_logger("pool", shipper={shipper!r}).info("task %d", n)
+            make_logger("pool").info("task %d", n)
             return n
 
         if __name__ == "__main__":
@@ -107,11 +101,10 @@ def test_pool_workers_deliver(shipper):
     assert sorted(e["message"] for e in events(proc.stdout)) == [f"task {n}" for n in range(6)]
 
 
-@SHIPPERS
-def test_fork_child_gets_a_working_handler_of_its_own(shipper):
+def test_fork_child_gets_a_working_handler_of_its_own():
     proc = run_script(
-        f"""
-        logger = make_logger("parent", shipper={shipper!r})
+        """
+        logger = make_logger("parent")
         logger.info("parent before fork")
         pid = os.fork()
         if pid == 0:

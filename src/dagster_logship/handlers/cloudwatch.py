@@ -21,7 +21,6 @@ from urllib.parse import quote
 
 from ..shipping.handler import ShippingHandler
 from ..shipping.options import ConfigError, ShippingOptions
-from ..shipping.remote import SinkSpec
 from ..shipping.worker import in_shipping_thread
 from ..sinks.cloudwatch import (
     INSTALL_HINT,
@@ -246,17 +245,13 @@ class CloudWatchHandler(ShippingHandler):
         def factory() -> CloudWatchSink:
             return sink_class(group, stream, moto_mock=moto_mock, **sink_kwargs)
 
-        # A helper process cannot hold the mock's token, only that there was one (and no mock is
-        # active there, so it refuses: records built under mock_aws never reach real AWS).
-        spec = SinkSpec(sink_class.__module__, sink_class.__name__, (group, stream),
-                        {**sink_kwargs, "moto_mock": True if moto_mock is not None else None})
         if fail_fast:  # before the worker exists: a failed check leaves nothing running
             check = factory()
             try:
                 check.check_destination()
             finally:
                 check.close()
-        super().__init__(factory, key, options, level, sink_spec=spec)
+        super().__init__(factory, key, options, level)
         if event_format == "dagster_aws":
             # Every record takes emit() (a logger may not hand over a snapshot: the JSON is
             # made from the record).

@@ -8,7 +8,6 @@ from typing import Any
 
 from ..shipping.handler import ShippingHandler
 from ..shipping.options import ShippingOptions
-from ..shipping.remote import SinkSpec
 from ..sinks.gcp import GcpSink, GcpTarget, require_sdk
 
 __all__ = ["GcpHandler"]
@@ -51,7 +50,4 @@ class GcpHandler(ShippingHandler):
         )
         require_sdk()
         self.target = target
-        spec = SinkSpec("dagster_logship.sinks.gcp", "GcpSink", (target,))
-        super().__init__(
-            lambda: GcpSink(target), ("gcp", target), options, level, sink_spec=spec
-        )
+        super().__init__(lambda: GcpSink(target), ("gcp", target), options, level)

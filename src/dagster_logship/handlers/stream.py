@@ -9,7 +9,6 @@ from typing import IO, Any
 from ..shipping.encoding import _ENCODER, _safe_str, _sanitize
 from ..shipping.handler import ShippingHandler
 from ..shipping.options import ShippingOptions
-from ..shipping.remote import SinkSpec
 from ..sinks.stream import JsonStreamSink
 
 __all__ = ["DagsterJsonFormatter", "JsonStreamHandler"]
@@ -101,15 +100,6 @@ class JsonStreamHandler(ShippingHandler):
             )
         JsonStreamSink(stream, format)  # validate now, not in the worker
         key = ("stream", stream if isinstance(stream, str) else id(stream), format)
-        # In a helper process (shipper: process) the named stream is the descriptor this
-        # process writes to, handed over when the helper starts.
-        spec = (
-            SinkSpec("dagster_logship.sinks.stream", "JsonStreamSink", (stream, format))
-            if isinstance(stream, str)
-            else None
-        )
-        super().__init__(
-            lambda: JsonStreamSink(stream, format), key, options, level, sink_spec=spec
-        )
+        super().__init__(lambda: JsonStreamSink(stream, format), key, options, level)
         if format == "dagster":
             self.setFormatter(DagsterJsonFormatter())

@@ -28,8 +28,6 @@ _DESCRIPTIONS = {
     "flush_timeout": "Seconds a process waits at exit (and close) for delivery, then spills.",
     "spill_path": "File (mode 0600) for undeliverable records (JSON lines); else stderr.",
     "oversize": "Events over the service's size limit: split (ordered parts) or truncate.",
-    "shipper": "Where records are encoded and sent: thread (a thread of this process) or "
-    "process (a helper process, so the logging process only hands records over).",
 }
 
 
@@ -45,7 +43,7 @@ def shipping_schema() -> dict[str, Field]:
             kind = Noneable(int)
         elif f.name in ("queue_max_records", "queue_max_bytes"):
             kind = int
-        elif f.name in ("overflow", "oversize", "shipper"):
+        elif f.name in ("overflow", "oversize"):
             kind = StringSource
         else:
             kind = float

@@ -126,7 +126,7 @@ ARGS = 23
 
 _LogRecord = logging.LogRecord
 #: Argument types whose text cannot change after the call, so merging them into the message
-#: may wait for the worker (or the helper process).
+#: may wait for the worker.
 _SCALARS = frozenset({int, float, bool, type(None)})
 #: Memory of one deferred argument besides its text: its slot in the snapshot and its object.
 _ARG_MEMORY = 40
@@ -472,8 +472,8 @@ FACTS = "dagster-logship:event-facts"
 
 def event_facts(dagster_event: Any) -> tuple[str, str | None, int | None, Any]:
     """What the schema takes from a DagsterEvent, as plain values: (FACTS, event type, pid,
-    exception dict or None). Lets a snapshot cross into another process without the object
-    (``shipper: process``); a tuple already in this form is returned as it is."""
+    exception dict or None), so that what is kept holds no Dagster object; a tuple already in
+    this form is returned as it is."""
     if type(dagster_event) is tuple and dagster_event and dagster_event[0] == FACTS:
         return dagster_event
     # The enum's name (RUN_SUCCESS), not its legacy value (PIPELINE_SUCCESS).

@@ -17,8 +17,7 @@ from typing import Any
 
 from . import stdio
 from .encoding import Snapshot, snapshot, with_message
-from .options import ConfigError, ShippingOptions
-from .remote import SinkSpec, make_worker
+from .options import ShippingOptions
 from .sink import Sink
 from .spill import diagnostic
 from .worker import Worker, acquire, release, release_later
@@ -53,8 +52,7 @@ class ShippingHandler(logging.Handler):
 
     ``key`` identifies the destination (two handlers with equal keys share one worker and one
     client in a process); ``sink_factory`` builds the sink when a worker is first needed and
-    must not do network I/O. ``sink_spec`` says how to build the same sink in another process
-    (module, callable, args, kwargs); ``shipper: process`` needs it.
+    must not do network I/O.
     """
 
     # Class defaults, so that a handler whose constructor raised (a wrong option) can still be
@@ -83,19 +81,10 @@ class ShippingHandler(logging.Handler):
         key: Hashable,
         options: ShippingOptions | None = None,
         level: int | str = logging.NOTSET,
-        sink_spec: SinkSpec | None = None,
     ) -> None:
         super().__init__(level)
         self.options = options if options is not None else ShippingOptions()
-        if self.options.shipper == "process" and sink_spec is None:
-            raise ConfigError(
-                "shipper",
-                f"'process' needs a destination that can be rebuilt in another process, and "
-                f"{type(self).__name__} gave none",
-                "use shipper: thread, or CloudWatchHandler / GcpHandler / JsonStreamHandler",
-            )
         self._sink_factory = sink_factory
-        self._sink_spec = sink_spec
         self._key = (key, self.options)
         self._worker: Worker | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -107,9 +96,7 @@ class ShippingHandler(logging.Handler):
 
     def _attach(self) -> Worker:
         options = self.options
-        worker = acquire(
-            self._key, lambda: make_worker(self._sink_factory, options, self._sink_spec)
-        )
+        worker = acquire(self._key, lambda: Worker(self._sink_factory(), options))
         finalizer = weakref.finalize(self, release_later, self._key, worker)
         finalizer.atexit = False
         self._worker, self._finalizer = worker, finalizer

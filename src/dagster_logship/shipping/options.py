@@ -10,11 +10,10 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["OVERFLOW_POLICIES", "OVERSIZE_MODES", "SHIPPERS", "ConfigError", "ShippingOptions"]
+__all__ = ["OVERFLOW_POLICIES", "OVERSIZE_MODES", "ConfigError", "ShippingOptions"]
 
 OVERFLOW_POLICIES = ("block", "drop_oldest", "drop_newest")
 OVERSIZE_MODES = ("split", "truncate")
-SHIPPERS = ("thread", "process")
 
 
 class ConfigError(ValueError):
@@ -33,9 +32,6 @@ class ShippingOptions:
     makes the caller wait at most 0.5 s when full before dropping (counted); retries for up to
     120 s per batch while the process lives; at most 30 s of waiting at process exit, after which
     what is left is spilled.
-
-    ``shipper: process`` moves encoding and sending into a helper process (see
-    ``shipping/remote.py``): the logging process only hands records over.
     """
 
     flush_interval: float = 2.0
@@ -51,7 +47,6 @@ class ShippingOptions:
     flush_timeout: float = 30.0
     spill_path: str | None = None
     oversize: str = "split"
-    shipper: str = "thread"
 
     def __post_init__(self) -> None:
         def positive(key: str, value: float, allow_zero: bool = False) -> None:
@@ -82,10 +77,6 @@ class ShippingOptions:
         if self.oversize not in OVERSIZE_MODES:
             raise ConfigError(
                 "oversize", f"got {self.oversize!r}", f"use one of {', '.join(OVERSIZE_MODES)}"
-            )
-        if self.shipper not in SHIPPERS:
-            raise ConfigError(
-                "shipper", f"got {self.shipper!r}", f"use one of {', '.join(SHIPPERS)}"
             )
         if self.spill_path is not None and not isinstance(self.spill_path, str):
             raise ConfigError("spill_path", f"got {self.spill_path!r}", "give a file path string")

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-__all__ = ["ATOMIC_WRITE", "descriptor", "pin", "resolve", "write_lines", "write_text"]
+__all__ = ["ATOMIC_WRITE", "pin", "resolve", "write_lines", "write_text"]
 
 #: Linux's PIPE_BUF: a write of at most this many bytes to a pipe is never interleaved with
 #: another process's writes. Step processes of one run share stdout, so lines go out in chunks
@@ -129,14 +129,6 @@ def resolve(name: str) -> tuple[IO[str] | None, int | None]:
             pass
         _drop_locked(name)  # our duplicate is gone or reused: follow the stream
         return stream, None
-
-
-def descriptor(name: str) -> int | None:
-    """The file descriptor our writes to ``sys.<name>`` reach now (see :func:`resolve`), or None
-    when that stream has none (a ``StringIO``, pytest's capture). A helper process started with
-    it writes where this process would (``shipping/remote.py``)."""
-    stream, fd = resolve(name)
-    return fd if fd is not None else _fileno(stream)
 
 
 def write_lines(stream: IO[str], lines: Sequence[str], fd: int | None = None) -> None:

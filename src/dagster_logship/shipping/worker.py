@@ -78,6 +78,8 @@ _NEVER = 1 << 62
 _ENCODE_AT = 1024
 #: At process exit a backoff lasts at most flush_timeout / this (see Worker._sleep).
 _EXIT_ATTEMPTS = 6
+#: Why what is still failing when a process exits is spilled.
+_EXIT_REASON = "process exiting: flush_timeout passed"
 #: How long a process exit waits for the worker to finish writing a batch's spill lines.
 _DISPOSE_WAIT = 2.0
 #: The pace between batches after throttling is at most this many initial backoffs (2 s with
@@ -151,12 +153,9 @@ class _Abandoned(Exception):
 class Worker:
     """Queue, thread, batching and retries for one destination."""
 
-    def __init__(self, sink: Sink, options: ShippingOptions, eager: bool = False) -> None:
+    def __init__(self, sink: Sink, options: ShippingOptions) -> None:
         self.sink = sink
         self.options = options
-        #: Encode as records arrive rather than when the logging code pauses (see _take): for a
-        #: worker that shares its process with no application, a shipper: process helper.
-        self.eager = eager
         limits = sink.limits
         self.batch_events = min(
             options.max_batch_size or limits.max_batch_events, limits.max_batch_events
@@ -225,6 +224,8 @@ class Worker:
         self._waiting = False
         self._stopping = False
         self._abandon_at: float | None = None
+        #: Why a batch still failing at ``_abandon_at`` is spilled (process exit, a run's end).
+        self._abandon_reason = _EXIT_REASON
         self._interrupt = threading.Event()
         # What the worker holds besides the queue, all visible to abandon_now (under _lock):
         # snapshots popped and being encoded, a partial batch kept to fill, batches formed and
@@ -287,40 +288,6 @@ class Worker:
                 self._wake.notify()
             if self._thread is None and not self._start_locked():
                 start_inline = True
-        if start_inline:
-            self._drain_inline(time.monotonic() + self.options.flush_timeout)
-
-    def put_many(self, snaps: Sequence[Snapshot]) -> None:
-        """Enqueue records in order under one lock (a ``shipper: process`` helper gets them a
-        frame at a time); the same bounds and overflow policy as :meth:`put`."""
-        start_inline = False
-        with self._lock:
-            queue = self._queue
-            if not queue:
-                self._head_at = _monotonic()
-            mem = sum([snap[MEM] for snap in snaps])
-            room = self._max_records - len(queue)
-            if len(snaps) <= room and self._queued_mem + mem <= self._max_mem:
-                queue.extend(snaps)  # the usual case: all of them fit
-                self._queued_mem += mem
-                self._seq += len(snaps)
-            else:
-                for snap in snaps:
-                    mem = snap[MEM]
-                    if (
-                        (len(queue) >= self._max_records or self._queued_mem + mem > self._max_mem)
-                        and queue
-                        and not self._make_room_locked(snap)
-                    ):
-                        continue
-                    queue.append(snap)
-                    self._queued_mem += mem
-                    self._seq += 1
-            if self._thread is None and queue and not self._start_locked():
-                start_inline = True
-            elif queue and self._waiting:
-                self._wake_at = self._wake_mem = _NEVER
-                self._wake.notify()
         if start_inline:
             self._drain_inline(time.monotonic() + self.options.flush_timeout)
 
@@ -410,10 +377,12 @@ class Worker:
         if release:
             self._release_sink()
 
-    def begin_exit(self, deadline: float) -> int:
-        """Process exit: deliver until ``deadline``, then spill. Returns the sequence to await."""
+    def begin_exit(self, deadline: float, reason: str = "") -> int:
+        """Process exit: deliver until ``deadline``, then spill (with ``reason``, else the exit's
+        own). Returns the sequence to await."""
         with self._lock:
             self._abandon_at = deadline
+            self._abandon_reason = reason or _EXIT_REASON
             target = self._seq
             self._flush_target = max(self._flush_target, target)
             if self._thread is None and (self._queue or self._carry):
@@ -436,7 +405,7 @@ class Worker:
         ``reason``, as at process exit but with the process going on (a run's end: what it
         logged is then delivered or disposed of). True if everything was delivered."""
         deadline = time.monotonic() + timeout
-        target = self.begin_exit(deadline)
+        target = self.begin_exit(deadline, reason)
         try:
             if self.wait_done(target, deadline):
                 return True
@@ -445,6 +414,7 @@ class Worker:
         finally:
             with self._lock:
                 self._abandon_at = None
+                self._abandon_reason = _EXIT_REASON
 
     def abandon_now(self, reason: str) -> None:
         """Spill whatever is still queued or in the worker's hands, from the exiting thread.
@@ -580,7 +550,7 @@ class Worker:
                     len(queue) >= min(self._encode_at, self._max_records)
                     or self._queued_mem >= min(self.batch_bytes, self._max_mem)
                 )
-                if not self.eager and queue:
+                if queue:
                     start = self._pace_locked(start, now)
                 if queue and (due or start):
                     first = self._popped + 1
@@ -964,7 +934,7 @@ class Worker:
             self._adjust_pace(retries)
         except RetryableError as exc:
             if self._should_give_up():
-                reason = f"process exiting: flush_timeout passed ({exc})"
+                reason = f"{self._abandon_reason} ({exc})"
             else:
                 reason = f"retries exhausted ({exc})"
                 self._degraded = True
@@ -975,9 +945,7 @@ class Worker:
                 )
             spills += [(event_of(item[0]), reason) for item in remaining]
         except _Abandoned:
-            spills += [
-                (event_of(item[0]), "process exiting: flush_timeout passed") for item in remaining
-            ]
+            spills += [(event_of(item[0]), self._abandon_reason) for item in remaining]
         except BatchRejectedError as exc:
             if exc.diagnostic:
                 self._diagnose(f"{self.sink.destination}: {exc.diagnostic}")

@@ -62,8 +62,8 @@ def active_moto_mock() -> Any:
 def pin_mismatch(pinned: Any) -> str | None:
     """Why sending now would leave the mock state ``pinned`` was taken in, or None if it would not.
 
-    ``pinned`` is what :func:`active_moto_mock` returned at build time, or True when only "a
-    mock was active" is known (a helper process cannot hold the token).
+    ``pinned`` is what :func:`active_moto_mock` returned at build time (True when only "a mock
+    was active" could be told).
     """
     current = active_moto_mock()
     if pinned is None:
