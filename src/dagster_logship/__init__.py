@@ -3,6 +3,7 @@
 Public API: the Dagster loggers and the ``logging`` handlers behind them.
 """
 
+from .compute_logs import CloudWatchComputeLogManager, GcpComputeLogManager
 from .handlers import CloudWatchHandler, GcpHandler, JsonStreamHandler
 from .loggers import cloudwatch_logger, gcp_logger, json_console_logger
 from .selection import (
@@ -18,9 +19,11 @@ from .shipping import ConfigError, ShippingHandler, ShippingOptions, flush_all
 from .sinks.cloudwatch import DestinationCheckError
 
 __all__ = [
+    "CloudWatchComputeLogManager",
     "CloudWatchHandler",
     "ConfigError",
     "DestinationCheckError",
+    "GcpComputeLogManager",
     "GcpHandler",
     "JsonStreamHandler",
     "LoggerProblem",

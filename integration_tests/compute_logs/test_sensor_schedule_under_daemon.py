@@ -1,0 +1,175 @@
+"""``context.log`` lines of a sensor and a schedule, evaluated by a real ``dagster-daemon``, in
+CloudWatch through ``CloudWatchComputeLogManager`` (Dagster writes them only through the
+compute log manager's ``open_log_stream``), and read back as the UI reads a tick's logs.
+
+The daemon's instance takes the manager from dagster.yaml, with the endpoint given as
+``{env: ...}``. The schedule's state is started 90 s in the past, so that the daemon catches up
+the last minute's tick at once instead of waiting for the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cl_support import wait_for
+
+from dagster_logship.compute_logs.keys import joined
+from dagster_logship.compute_logs.readback import is_marker
+from dagster_logship.testing import read_events
+
+GROUP = "/dagster/tick-logs"
+
+DEFS = '''
+from dagster import DefaultScheduleStatus, DefaultSensorStatus, Definitions, SkipReason, job, op
+from dagster import schedule, sensor
+
+@op
+def noop():
+    pass
+
+@job
+def target():
+    noop()
+
+@sensor(job=target, minimum_interval_seconds=1, default_status=DefaultSensorStatus.RUNNING)
+def watcher(context):
+    context.log.info("watcher looked around")
+    context.log.warning("watcher saw nothing")
+    return SkipReason("nothing new")
+
+@schedule(job=target, cron_schedule="* * * * *")
+def every_minute(context):
+    context.log.info("every_minute ticked")
+    return SkipReason("not today")
+
+defs = Definitions(jobs=[target], sensors=[watcher], schedules=[every_minute])
+'''
+
+INSTANCE = f"""
+telemetry:
+  enabled: false
+compute_logs:
+  module: dagster_logship
+  class: CloudWatchComputeLogManager
+  config:
+    log_group_name: {GROUP}
+    endpoint_url:
+      env: CL_TEST_ENDPOINT
+    aws_region: us-east-1
+    flush_interval: 0.2
+"""
+
+
+def _script(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        pytest.skip(f"{name} is not installed next to {sys.executable}")
+    return str(path)
+
+
+def _kill_session(sid: int) -> None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == sid:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, moto_endpoint: str,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """DAGSTER_HOME with our manager, the schedule started in the past, a running daemon (its
+    process group killed at the end, code server included)."""
+    from dagster import DagsterInstance
+    from dagster._core.scheduler.instigation import InstigatorType, ScheduleInstigatorData
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE)
+    (tmp_path / "defs.py").write_text(DEFS)
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n  - python_file:\n      relative_path: defs.py\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("CL_TEST_ENDPOINT", moto_endpoint)
+    # Storage made (and stamped) before the daemon starts: made by both at once, it was stamped
+    # twice once (see integration_tests/examples/test_sensor_under_daemon.py).
+    instance = DagsterInstance.get()
+    subprocess.run([_script("dagster"), "schedule", "start", "every_minute", "-w",
+                    "workspace.yaml"], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    state = instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)[0]
+    data = state.instigator_data
+    assert isinstance(data, ScheduleInstigatorData)
+    instance.update_instigator_state(state.with_data(ScheduleInstigatorData(
+        data.cron_schedule, start_timestamp=time.time() - 90)))
+    instance.dispose()
+    log = tmp_path / "daemon.log"
+    with open(log, "w") as out:
+        daemon = subprocess.Popen(
+            [_script("dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        yield {"dir": tmp_path, "log": log}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(10)
+        _kill_session(daemon.pid)
+
+
+def _tick_with_logs(instance: Any, name: str) -> Any:
+    for state in instance.all_instigator_state():
+        if state.instigator_name != name:
+            continue
+        for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=10):
+            if tick.is_completed and tick.log_key:
+                return tick
+    return None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_sensor_and_schedule_log_lines_are_in_cloudwatch(
+    deployment: dict[str, Any], moto_endpoint: str
+) -> None:
+    from dagster import DagsterInstance
+    from dagster._core.definitions.instigation_logger import get_instigation_log_records
+
+    instance = DagsterInstance.get()
+    log = deployment["log"]
+    wanted = {"watcher": ["watcher looked around", "watcher saw nothing"],
+              "every_minute": ["every_minute ticked"]}
+    for name, messages in wanted.items():
+        try:
+            tick = wait_for(lambda n=name: _tick_with_logs(instance, n), 45, f"a tick of {name}")
+        except AssertionError:
+            print(log.read_text(errors="replace")[-3000:])
+            raise
+        stream = f"{joined(tick.log_key)}/stderr"
+        events = read_events(GROUP, stream, endpoint_url=moto_endpoint, flush=False)
+        lines = [e for e in events if not is_marker(e)]
+        # Each line is the JSON record Dagster's InstigationLogger wrote; the event says which
+        # instigator and tick it came from.
+        assert [e["instigator"] for e in lines] == [name] * len(messages)
+        assert {e["tick"] for e in lines} == {tick.log_key[-1]}
+        assert {e["stream"] for e in lines} == {"stderr"}
+        assert any(e.get("capture_complete") for e in events)
+        # Read back through the instance's manager, as the UI shows a tick's logs.
+        records = get_instigation_log_records(instance, tick.log_key)
+        assert [r["msg"].rsplit(" - ", 1)[-1] for r in records] == messages
