@@ -61,6 +61,7 @@ def test() -> None:
         "dev.py",
     )
     run(BIN / "mypy")
+    run(BIN / "lint-imports")  # the layers' import contracts, in pyproject.toml
     run(PY, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[2:])
 
 

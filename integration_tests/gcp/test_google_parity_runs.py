@@ -12,9 +12,9 @@ from dagster import DagsterInstance, OpExecutionContext, job, op
 from opentelemetry.sdk.trace import TracerProvider
 
 from dagster_logship import flush_all, json_console_logger
-from dagster_logship.gcp_format import ERROR_EVENT_TYPE
 from dagster_logship.loggers import _relay
 from dagster_logship.loggers.gcp import gcp_logger
+from dagster_logship.sinks.gcp_format import ERROR_EVENT_TYPE
 from dagster_logship.testing import FakeCloudLogging
 
 TRACER = TracerProvider().get_tracer("parity-runs")

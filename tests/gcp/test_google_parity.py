@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Tracer
 
 from dagster_logship import JsonStreamHandler
-from dagster_logship.gcp_format import (
+from dagster_logship.sinks.gcp_format import (
     ERROR_EVENT_TYPE,
     TRACEBACK_MOVED,
     http_request_of,

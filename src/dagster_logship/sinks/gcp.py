@@ -33,14 +33,6 @@ from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ..gcp_format import (
-    SPECIAL_KEYS,
-    needs_project,
-    payload_text,
-    severity_of,
-    source_location_of,
-    structure,
-)
 from ..shipping.encoding import (
     CREATED,
     HAS_META,
@@ -59,6 +51,14 @@ from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError, RetryableError
 from ..shipping.sink import PAYLOAD, TEXT, ItemTuple, SendResult, Sink, SinkLimits, event_of
 from ..shipping.worker import quiet_sdk_loggers
+from .gcp_format import (
+    SPECIAL_KEYS,
+    needs_project,
+    payload_text,
+    severity_of,
+    source_location_of,
+    structure,
+)
 
 __all__ = [
     "MAX_ENTRY_BYTES",

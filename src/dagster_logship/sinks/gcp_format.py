@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from .shipping.encoding import encode
+from ..shipping.encoding import encode
 
 __all__ = [
     "ERROR_EVENT_TYPE",

@@ -16,18 +16,18 @@ from collections.abc import Sequence
 from typing import IO, Any
 from weakref import WeakSet
 
-from ..gcp_format import (
+from ..shipping import stdio
+from ..shipping.encoding import encode
+from ..shipping.options import ConfigError
+from ..shipping.retry import BatchRejectedError
+from ..shipping.sink import PAYLOAD, ItemTuple, SendResult, Sink, SinkLimits
+from .gcp_format import (
     TRACEBACK_MOVED,
     needs_project,
     severity_of,
     source_location_of,
     structure,
 )
-from ..shipping import stdio
-from ..shipping.encoding import encode
-from ..shipping.options import ConfigError
-from ..shipping.retry import BatchRejectedError
-from ..shipping.sink import PAYLOAD, ItemTuple, SendResult, Sink, SinkLimits
 
 __all__ = ["FORMATS", "STREAMS", "JsonStreamSink", "to_gcp_structured"]
 
