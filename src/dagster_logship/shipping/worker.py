@@ -740,8 +740,11 @@ class Worker:
             full = len(last) >= self.batch_events or nbytes >= self.batch_bytes * 0.95
             overdue = oldest + self.options.flush_interval <= _monotonic()
             more_waiting = bool(self._queue)  # a hint; read without the lock
-            if not full and not overdue and (not force or more_waiting):
-                # Fill it first: more records are queued or coming, and it is not yet due.
+            if not full and (more_waiting or (not overdue and not force)):
+                # Fill it first: more is queued (the next take fills it at once: under a
+                # backlog every record is overdue, and sending each take's tail alone made
+                # requests ~70% full), or more is coming and it is not yet due. A tail held
+                # back this way waits only while records keep arriving as it is encoded.
                 new_carry = batches.pop()
                 self._carry_at = oldest
                 self._carry_bytes, self._carry_lo, self._carry_hi = nbytes, lo, hi
