@@ -312,5 +312,8 @@ def test_a_backlog_older_than_flush_interval_still_fills_every_request(make_hand
     assert handler.flush(60)
     calls = service.calls[1:]
     assert sum(len(call) for call in calls) == 50_000
-    fills = [sum(item.size for item in call) / limits.max_batch_bytes for call in calls[:-1]]
-    assert min(fills) >= 0.95, sorted(fills)[:5]
+    fills = [sum(item.size for item in call) / limits.max_batch_bytes for call in calls]
+    # The worker may take what the threads had logged before they were well under way, with
+    # nothing more queued yet, and send it as due: one partial request at the start, and one at
+    # the end (the rest). Every other request is full.
+    assert min(fills[1:-1]) >= 0.95, sorted(fills)[:5]
