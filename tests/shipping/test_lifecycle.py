@@ -149,3 +149,29 @@ def test_a_custom_sink_with_its_own_payload_is_given_the_event():
     assert handler.flush(5)
     assert [item.payload for call in sink.calls for item in call] == ["QUIET PLEASE"]
     handler.close()
+
+
+def test_a_closed_handler_settles_the_worker_its_destination_uses_now():
+    """Dagster builds its loggers again for the steps and closes handlers as it builds each log
+    manager: the run's records can sit in a worker that a newer handler of the same destination
+    started after this one was closed. The run's end (on this handler) must deliver them."""
+    import logging
+
+    from support import MemorySink
+
+    from dagster_logship.shipping import ShippingHandler, ShippingOptions
+
+    sink = MemorySink()
+    options = ShippingOptions(flush_interval=60.0, flush_timeout=10.0)
+    run_level = ShippingHandler(lambda: sink, "same-destination", options)
+    step_level = ShippingHandler(lambda: sink, "same-destination", options)
+    run_level.close()
+    step_level.close()  # both closed, as dictConfig does
+    log = logging.Logger("step")
+    log.addHandler(step_level)
+    log.info("logged by a step after the handlers were closed")  # starts a new worker
+    try:
+        assert run_level.settle("the run ended", timeout=10.0)
+        assert sink.messages() == ["logged by a step after the handlers were closed"]
+    finally:
+        step_level.close()

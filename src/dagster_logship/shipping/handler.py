@@ -20,7 +20,7 @@ from .encoding import Snapshot, snapshot, with_message
 from .options import ShippingOptions
 from .sink import Sink
 from .spill import diagnostic
-from .worker import Worker, acquire, release, release_later
+from .worker import Worker, acquire, current, release, release_later
 from .worker import _local as _flags
 
 #: What ``Handler.handle`` returns for a record it emitted: the record on Python >= 3.12.
@@ -58,6 +58,8 @@ class ShippingHandler(logging.Handler):
     # Class defaults, so that a handler whose constructor raised (a wrong option) can still be
     # flushed and closed by ``logging.shutdown``, which finds it in logging's handler list.
     _worker: Worker | None = None
+    #: The worker released by the last close(), until a record starts another one.
+    _closed_worker: Worker | None = None
     _finalizer: weakref.finalize[Any, Any] | None = None
     _last_stats: dict[str, int] | None = None
     _suppressed = 0
@@ -99,7 +101,7 @@ class ShippingHandler(logging.Handler):
         worker = acquire(self._key, lambda: Worker(self._sink_factory(), options))
         finalizer = weakref.finalize(self, release_later, self._key, worker)
         finalizer.atexit = False
-        self._worker, self._finalizer = worker, finalizer
+        self._worker, self._finalizer, self._closed_worker = worker, finalizer, None
         return worker
 
     @property
@@ -202,7 +204,7 @@ class ShippingHandler(logging.Handler):
 
         Returns False if ``timeout`` (default ``flush_timeout``) passed first.
         """
-        worker = self._worker
+        worker = self._worker or current(self._key) or self._closed_worker
         if worker is None:
             return True
         if _holds_logging_lock():
@@ -213,7 +215,9 @@ class ShippingHandler(logging.Handler):
         """Deliver what this destination holds within ``timeout`` (default ``flush_timeout``),
         then spill the rest with ``reason``: nothing of it is left pending (a run's end). True
         if everything was delivered. Under ``logging``'s lock it only wakes the worker."""
-        worker = self._worker
+        # Closed (Dagster closes handlers as it builds each log manager), this handler's
+        # records may be in the worker a newer handler of the same destination now uses.
+        worker = self._worker or current(self._key) or self._closed_worker
         if worker is None:
             return True
         if _holds_logging_lock():  # see _holds_logging_lock: waiting here could deadlock
@@ -227,7 +231,9 @@ class ShippingHandler(logging.Handler):
             # Under dictConfig the worker keeps draining after we return (see _holds_logging_lock).
             worker.flush(0.0 if _holds_logging_lock() else self.options.flush_timeout)
             self._last_stats = self._stats_of(worker)
-            self._worker = None
+            # Closed under dictConfig, it may still hold records: a later flush or a run's end
+            # waits for them (Dagster closes every handler each time it builds a log manager).
+            self._worker, self._closed_worker = None, worker
             if finalizer.detach() is not None:
                 release(self._key, worker)
         super().close()

@@ -54,6 +54,7 @@ from .stats import DeliveryStats
 __all__ = [
     "Worker",
     "acquire",
+    "current",
     "flush_all",
     "in_shipping_thread",
     "quiet_sdk_loggers",
@@ -1036,6 +1037,13 @@ def acquire(key: Hashable, factory: Callable[[], Worker]) -> Worker:
             entry = _registry[key] = _Entry(factory(), 0)
         entry.refs += 1
         return entry.worker
+
+
+def current(key: Hashable) -> Worker | None:
+    """The worker other handlers of ``key`` use in this process now, if any."""
+    with _registry_lock:
+        entry = _registry.get(key)
+        return entry.worker if entry is not None else None
 
 
 def release(key: Hashable, worker: Worker) -> None:
