@@ -60,3 +60,56 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+# -- the webserver's GraphQL reads (what the UI calls) -----------------------------------------
+
+CAPTURED_KEYS = """
+query Captured($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection { events { __typename
+      ... on LogsCapturedEvent { fileKey stepKeys } } }
+  }
+}
+"""
+
+CAPTURED_LOGS = """
+query Logs($logKey: [String!]!, $cursor: String, $limit: Int) {
+  capturedLogs(logKey: $logKey, cursor: $cursor, limit: $limit) { stdout stderr cursor }
+  capturedLogsMetadata(logKey: $logKey) { stdoutLocation stderrLocation stdoutDownloadUrl }
+}
+"""
+
+
+def graphql_file_key(context: Any, run_id: str, step_key: str) -> str:
+    """The file key of the capture holding ``step_key`` alone, from the run's events."""
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    found = execute_dagster_graphql(context, CAPTURED_KEYS, {"runId": run_id})
+    assert found.errors is None, found.errors
+    events = found.data["logsForRun"]["events"]
+    return str(next(e["fileKey"] for e in events
+                    if e["__typename"] == "LogsCapturedEvent" and e["stepKeys"] == [step_key]))
+
+
+def graphql_captured_logs(
+    context: Any, log_key: list[str], limit: int
+) -> tuple[str, str, int, dict[str, Any]]:
+    """``capturedLogs`` paged by ``limit`` until a page brings nothing: stdout, stderr, the
+    number of pages, and ``capturedLogsMetadata``. Each page's stdout is at most ``limit``
+    bytes."""
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    stdout, stderr, cursor, pages = "", "", None, 0
+    while True:
+        page = execute_dagster_graphql(
+            context, CAPTURED_LOGS, {"logKey": log_key, "cursor": cursor, "limit": limit})
+        assert page.errors is None, page.errors
+        logs = page.data["capturedLogs"]
+        if not logs["stdout"] and not logs["stderr"]:
+            return stdout, stderr, pages, page.data["capturedLogsMetadata"]
+        assert len((logs["stdout"] or "").encode()) <= limit
+        stdout += logs["stdout"] or ""
+        stderr += logs["stderr"] or ""
+        cursor, pages = logs["cursor"], pages + 1

@@ -17,6 +17,8 @@ from cl_jobs import expected_stderr, expected_stdout
 from cl_support import (
     JOBS,
     cloudwatch_compute_logs,
+    graphql_captured_logs,
+    graphql_file_key,
     run_job,
     step_log_keys,
     wait_for,
@@ -83,48 +85,14 @@ def test_every_line_is_in_cloudwatch_with_its_step_and_stream(
     assert [p for p in local.rglob("*") if p.is_file() and p.suffix in (".out", ".err")] == []
 
 
-CAPTURED_KEYS = """
-query Captured($runId: ID!) {
-  logsForRun(runId: $runId) {
-    __typename
-    ... on EventConnection { events { __typename
-      ... on LogsCapturedEvent { fileKey stepKeys } } }
-  }
-}
-"""
-
-CAPTURED_LOGS = """
-query Logs($logKey: [String!]!, $cursor: String, $limit: Int) {
-  capturedLogs(logKey: $logKey, cursor: $cursor, limit: $limit) { stdout stderr cursor }
-  capturedLogsMetadata(logKey: $logKey) { stdoutLocation stderrLocation stdoutDownloadUrl }
-}
-"""
-
-
 def test_the_ui_reads_the_lines_back_from_cloudwatch_page_by_page(chatty_run: Any) -> None:
-    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+    from dagster_graphql.test.utils import define_out_of_process_context
 
     instance, result, _ = chatty_run
     with define_out_of_process_context(JOBS, "chatty", instance) as context:
-        found = execute_dagster_graphql(context, CAPTURED_KEYS, {"runId": result.run_id})
-        assert found.errors is None, found.errors
-        events = found.data["logsForRun"]["events"]
-        file_key = next(e["fileKey"] for e in events
-                        if e["__typename"] == "LogsCapturedEvent" and e["stepKeys"] == ["chatter"])
+        file_key = graphql_file_key(context, result.run_id, "chatter")
         log_key = [result.run_id, "compute_logs", file_key]
-        stdout, stderr, cursor, pages = "", "", None, 0
-        while True:
-            page = execute_dagster_graphql(
-                context, CAPTURED_LOGS, {"logKey": log_key, "cursor": cursor, "limit": 100})
-            assert page.errors is None, page.errors
-            logs = page.data["capturedLogs"]
-            if not logs["stdout"] and not logs["stderr"]:
-                break
-            stdout += logs["stdout"] or ""
-            stderr += logs["stderr"] or ""
-            assert len((logs["stdout"] or "").encode()) <= 100
-            cursor, pages = logs["cursor"], pages + 1
-        metadata = page.data["capturedLogsMetadata"]
+        stdout, stderr, pages, metadata = graphql_captured_logs(context, log_key, 100)
     assert pages > 5  # paged by the limit, not in one piece
     assert stdout == "".join(f"{line}\n" for line in expected_stdout())
     assert [line for line in stderr.splitlines()
