@@ -155,3 +155,65 @@ def guard_remote_connections(monkeypatch: Any) -> list[str]:
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     return attempts
+
+
+# -- real Dagster processes in integration tests ---------------------------------------------------
+
+
+def console_script(name: str) -> str:
+    """A console script of this interpreter's environment (dagster, dagster-daemon, ...)."""
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        pytest.skip(f"{name} is not installed next to {sys.executable}")
+    return str(path)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, log: Any) -> Any:
+    """Poll ``condition`` until it returns something true; on timeout fail with the end of the
+    process output in ``log`` (a path)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}; the process's output ends with:\n{tail}")
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process left in session ``sid`` (code servers, run workers)."""
+    import signal
+    from pathlib import Path
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == sid:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def stop_session(proc: Any) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and its group, SIGKILL what
+    is left after 20 s, then whatever else stayed in its session."""
+    import contextlib
+    import signal
+    import subprocess
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    kill_session(proc.pid)

@@ -10,11 +10,8 @@ the last minute's tick at once instead of waiting for the next one.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +21,7 @@ from typing import Any
 
 import pytest
 from cl_support import wait_for
+from support import console_script, stop_session
 
 from dagster_logship.compute_logs.keys import joined
 from dagster_logship.compute_logs.readback import is_marker
@@ -91,22 +89,8 @@ compute_logs:
 """
 
 
-def _script(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        pytest.skip(f"{name} is not installed next to {sys.executable}")
-    return str(path)
 
 
-def _kill_session(sid: int) -> None:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry.name)) == sid:
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
 
 
 @pytest.fixture
@@ -133,7 +117,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path,
     # Storage made (and stamped) before the daemon starts: made by both at once, it was stamped
     # twice once (see integration_tests/examples/test_sensor_under_daemon.py).
     instance = DagsterInstance.get()
-    subprocess.run([_script("dagster"), "schedule", "start", "every_minute", "-w",
+    subprocess.run([console_script("dagster"), "schedule", "start", "every_minute", "-w",
                     "workspace.yaml"], cwd=tmp_path, check=True, capture_output=True, timeout=60)
     state = instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)[0]
     data = state.instigator_data
@@ -144,21 +128,13 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path,
     log = tmp_path / "daemon.log"
     with open(log, "w") as out:
         daemon = subprocess.Popen(
-            [_script("dagster-daemon"), "run", "-w", "workspace.yaml"],
+            [console_script("dagster-daemon"), "run", "-w", "workspace.yaml"],
             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
         yield {"dir": tmp_path, "log": log}
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait(10)
-        _kill_session(daemon.pid)
+        stop_session(daemon)
 
 
 def _tick_with_logs(instance: Any, name: str) -> Any:

@@ -9,19 +9,16 @@ Slow for a test (about half a minute): a daemon, a code server and two run proce
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import console_script, stop_session, wait_for
 
 GROUP = "/dagster/daemon-check"
 
@@ -62,23 +59,8 @@ SENSOR = "dagster_logship_logger_check"
 WARNING_PREFIX = "dagster-logship: this run did not start logger 'cloudwatch'"
 
 
-def _script(name: str) -> str:
-    """A console script of this interpreter's environment (dagster, dagster-daemon)."""
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        pytest.skip(f"{name} is not installed next to {sys.executable}")
-    return str(path)
 
 
-def _wait(condition: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}; daemon log ends with:\n{tail}")
 
 
 @pytest.fixture
@@ -104,37 +86,19 @@ def deployment(tmp_path: Path, moto_endpoint: str,
     log = tmp_path / "daemon.log"
     with open(log, "w") as out:
         daemon = subprocess.Popen(
-            [_script("dagster-daemon"), "run", "-w", "workspace.yaml"],
+            [console_script("dagster-daemon"), "run", "-w", "workspace.yaml"],
             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
         yield {"dir": tmp_path, "log": log, "daemon": daemon}
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait(10)
-        # Code servers and run workers it started stay in its session: end what is left.
-        _kill_session(daemon.pid)
+        stop_session(daemon)  # its code servers and run workers too
 
 
-def _kill_session(sid: int) -> None:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry.name)) == sid:
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
 
 
 def _launch(where: Path, job: str) -> None:
-    subprocess.run([_script("dagster"), "job", "launch", "-w", "workspace.yaml", "-j", job],
+    subprocess.run([console_script("dagster"), "job", "launch", "-w", "workspace.yaml", "-j", job],
                    cwd=where, check=True, capture_output=True, timeout=120)
 
 
@@ -174,7 +138,7 @@ def test_the_daemon_warns_in_a_run_that_did_not_start_its_logger(
     instance = DagsterInstance.get()
     # A run status sensor starts from the newest event when it first ticks: runs that start
     # before that are never shown to it. Launch only once it has ticked.
-    _wait(lambda: _ticked(instance, SENSOR), 90, "the sensor's first tick", log)
+    wait_for(lambda: _ticked(instance, SENSOR), 90, "the sensor's first tick", log)
 
     def finished(job: str) -> Any:
         run = _run_of(instance, job)
@@ -182,14 +146,14 @@ def test_the_daemon_warns_in_a_run_that_did_not_start_its_logger(
             DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) else None
 
     _launch(where, "shipped")
-    shipped = _wait(lambda: finished("shipped"), 120, "the run of 'shipped'", log)
+    shipped = wait_for(lambda: finished("shipped"), 120, "the run of 'shipped'", log)
     _launch(where, "forgot")
-    forgot = _wait(lambda: finished("forgot"), 120, "the run of 'forgot'", log)
+    forgot = wait_for(lambda: finished("forgot"), 120, "the run of 'forgot'", log)
     assert shipped.status == forgot.status == DagsterRunStatus.SUCCESS
 
     # The sensor reads RUN_START events in order: once it has warned in the second run, it has
     # looked at the first.
-    warnings = _wait(lambda: _warnings(instance, forgot.run_id), 60,
+    warnings = wait_for(lambda: _warnings(instance, forgot.run_id), 60,
                      "the sensor's warning in the run of 'forgot'", log)
     assert len(warnings) == 1 and warnings[0].startswith(WARNING_PREFIX)
     assert "job 'forgot'" in warnings[0]

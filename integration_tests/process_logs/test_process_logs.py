@@ -16,11 +16,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import console_script, kill_session, wait_for
 
 from dagster_logship.testing import FakeCloudLogging, read_events
 
@@ -39,11 +40,6 @@ defs = Definitions(sensors=[heartbeat_sensor])
 INSTANCE = "telemetry:\n  enabled: false\n"
 
 
-def _script(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        pytest.skip(f"{name} is not installed next to {sys.executable}")
-    return str(path)
 
 
 def _free_port() -> int:
@@ -52,26 +48,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(condition: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}; the process's output ends with:\n{tail}")
 
 
-def _kill_session(sid: int) -> None:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry.name)) == sid:
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
 
 
 @pytest.fixture
@@ -109,7 +87,7 @@ def _started(argv: list[str], where: Path) -> Iterator[tuple[subprocess.Popen[by
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-        _kill_session(proc.pid)
+        kill_session(proc.pid)
 
 
 def _cw_events(group: str, endpoint: str) -> list[dict[str, Any]]:
@@ -130,7 +108,7 @@ def test_daemon_lines_arrive_with_their_process_and_the_last_ones_survive_sigter
     deployment: Path, moto_endpoint: str,
 ) -> None:
     group = "/dagster/daemon-process"
-    argv = [_script("dagster-logship"), "run", "--log-group", group,
+    argv = [console_script("dagster-logship"), "run", "--log-group", group,
             "--endpoint-url", moto_endpoint, "--region", "us-east-1", "--level", "DEBUG",
             "--", "dagster-daemon", "run", "-w", "workspace.yaml", "--log-level", "debug"]
     started = time.monotonic()
@@ -142,7 +120,7 @@ def test_daemon_lines_arrive_with_their_process_and_the_last_ones_survive_sigter
                 and _having(events, "daemon", "Checking for new runs for sensor: heartbeat_sensor")
             ) else []
 
-        events = _wait(sensor_checked, 30, "the daemon's startup and sensor lines", log)
+        events = wait_for(sensor_checked, 30, "the daemon's startup and sensor lines", log)
         [startup] = _having(events, "daemon", "Instance is configured with the following daemons")
         assert startup["logger"] == "dagster.daemon" and startup["level"] == "INFO"
         assert "SensorDaemon" in startup["message"]
@@ -181,12 +159,12 @@ def test_webserver_startup_lines_arrive_in_cloudwatch(
 ) -> None:
     group = "/dagster/webserver-process"
     port = _free_port()
-    argv = [_script("dagster-logship"), "run", "--log-group", group,
+    argv = [console_script("dagster-logship"), "run", "--log-group", group,
             "--endpoint-url", moto_endpoint, "--region", "us-east-1", "--no-children",
             "--", "dagster-webserver", "-p", str(port), "-w", "workspace.yaml"]
     with _started(argv, deployment) as (proc, log):
         serving = f"Serving dagster-webserver on http://127.0.0.1:{port}"
-        events = _wait(lambda: _having(_cw_events(group, moto_endpoint), "webserver", serving),
+        events = wait_for(lambda: _having(_cw_events(group, moto_endpoint), "webserver", serving),
                        35, "the webserver's startup line", log)
         assert events[0]["logger"] == "dagster-webserver"
         assert serving in log.read_text(errors="replace")
@@ -201,7 +179,7 @@ def test_webserver_startup_lines_arrive_in_cloud_logging(
     deployment: Path, gcp_server: FakeCloudLogging,
 ) -> None:
     port = _free_port()
-    argv = [_script("dagster-logship"), "run", "--project", "test-project",
+    argv = [console_script("dagster-logship"), "run", "--project", "test-project",
             "--api-endpoint", gcp_server.url, "--log-name", "dagster-processes",
             "--", "dagster-webserver", "-p", str(port), "-w", "workspace.yaml"]
     serving = f"Serving dagster-webserver on http://127.0.0.1:{port}"
@@ -211,7 +189,7 @@ def test_webserver_startup_lines_arrive_in_cloud_logging(
                 if str(e.get("jsonPayload", {}).get("message", "")).startswith(serving)]
 
     with _started(argv, deployment) as (proc, log):
-        [entry] = _wait(arrived, 35, "the webserver's startup line", log)
+        [entry] = wait_for(arrived, 35, "the webserver's startup line", log)
         assert entry["logName"] == "projects/test-project/logs/dagster-processes"
         assert entry["labels"]["process_kind"] == "webserver"
         assert entry["jsonPayload"]["process_kind"] == "webserver"
@@ -225,7 +203,7 @@ def test_dagster_dev_ships_its_webserver_and_daemon_children(
 ) -> None:
     group = "/dagster/dev-processes"
     port = _free_port()
-    argv = [_script("dagster-logship"), "run", "--log-group", group,
+    argv = [console_script("dagster-logship"), "run", "--log-group", group,
             "--endpoint-url", moto_endpoint, "--region", "us-east-1",
             "--", "dagster", "dev", "-p", str(port), "-w", "workspace.yaml"]
     with _started(argv, deployment) as (proc, log):
@@ -236,7 +214,7 @@ def test_dagster_dev_ships_its_webserver_and_daemon_children(
                   and _having(events, "daemon", "Instance is configured with the following"))
             return events if ok else []
 
-        events = _wait(all_three, 40, "the lines of dagster dev, its webserver and daemon", log)
+        events = wait_for(all_three, 40, "the lines of dagster dev, its webserver and daemon", log)
         pids = {kind: {e["pid"] for e in events if e.get("process_kind") == kind}
                 for kind in ("dev", "webserver", "daemon")}
         assert len(set().union(*pids.values())) >= 3  # three processes
@@ -264,7 +242,8 @@ def test_a_script_keeps_its_console_its_exit_status_and_its_records(
     )
     gcp_server.clear()
     result = subprocess.run(
-        [_script("dagster-logship"), "run", "--project", "p", "--api-endpoint", gcp_server.url,
+        [console_script("dagster-logship"), "run", "--project", "p",
+         "--api-endpoint", gcp_server.url,
          "--process-kind", "worker", "--", sys.executable, str(script)],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
