@@ -160,8 +160,14 @@ def machine() -> dict[str, Any]:
 
 
 def run_one(section: str, case: str, settings: dict[str, Any], urls: dict[str, str],
-            name: str, logs: Path, tmp: str, cpus: set[int] | None = None) -> dict[str, Any]:
+            name: str, logs: Path, tmp: str, cpus: set[int] | None = None,
+            src: str | None = None) -> dict[str, Any]:
+    """One measurement in a fresh process; with ``src``, that tree's ``dagster_logship`` (first
+    on PYTHONPATH, ahead of the editable install; Dagster's child processes inherit it)."""
     out = Path(tmp) / f"{name}.json"
+    env = None if src is None else {
+        **os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get(
+            "PYTHONPATH")]))}
     cmd = [sys.executable, str(HERE / "measure.py"), section, case, "--out", str(out),
            *([f"--cpus={','.join(map(str, sorted(cpus)))}"] if cpus else []),
            "--name", name, "--n", str(settings["n"]), "--budget", str(settings["budget"]),
@@ -179,7 +185,7 @@ def run_one(section: str, case: str, settings: dict[str, Any], urls: dict[str, s
     with open(log, "w") as err:
         try:
             code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT,
-                                  timeout=limit).returncode
+                                  env=env, timeout=limit).returncode
         except subprocess.TimeoutExpired:
             code = -1
     if code != 0 or not out.exists():
@@ -192,6 +198,29 @@ def run_one(section: str, case: str, settings: dict[str, Any], urls: dict[str, s
         with open(log, "r+b") as f:
             f.truncate(2_000_000)
     return result
+
+
+def check_trees(src: str, urls: dict[str, str], logs: Path, tmp: str) -> dict[str, Any]:
+    """Which ``dagster_logship`` a measuring process, and a child of Dagster's multiprocess
+    executor, import from each tree: ``src``'s for "before", not ``src``'s for "after"."""
+    seen = {}
+    for tree, tree_src in (("before", src), ("after", None)):
+        r = run_one("where", "null", {"n": 0, "budget": 60}, urls, f"where-{tree}", logs, tmp,
+                    src=tree_src)
+        inside = [Path(r.get(k) or "/").resolve().is_relative_to(src) for k in ("process", "child")]
+        print(f"  {tree}: dagster_logship from {r.get('process')} "
+              f"(Dagster multiprocess child: {r.get('child')})", flush=True)
+        if "error" in r or inside != [tree == "before"] * 2:
+            sys.exit(f"--compare-src: the {tree} tree is not the one imported (see {logs})")
+        tree_dir = str(Path(r["process"]).parent.parent)
+        git = ["git", "-C", tree_dir]
+        commit = subprocess.run([*git, "log", "-1", "--format=%h %s"], capture_output=True,
+                                text=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "."], capture_output=True,
+                               text=True).stdout.strip()
+        seen[tree] = {**r, "src": tree_dir,
+                      "commit": (commit or "?") + (" + uncommitted changes" if dirty else "")}
+    return seen
 
 
 def render(out: Path) -> None:
@@ -216,6 +245,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None,
                         help="measurements run at once (default: 1; 3 with --quick, whose "
                              "numbers only show that the harness works)")
+    parser.add_argument("--compare-src", metavar="SRC", default=None,
+                        help="also measure our cases with the dagster_logship of SRC (another "
+                             "checkout's src/) in the same rounds, back to back with the "
+                             "installed one; report before (SRC) vs after side by side")
     args = parser.parse_args()
     if args.render:
         render(Path(args.render))
@@ -224,9 +257,13 @@ def main() -> None:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    before = str(Path(args.compare_src).resolve()) if args.compare_src else None
+    if before and not (Path(before) / "dagster_logship" / "__init__.py").exists():
+        parser.error(f"--compare-src: no dagster_logship package in {before}")
     mode = QUICK if args.quick else FULL
     jobs = args.jobs or (3 if args.quick else 1)
-    out = Path(args.out) if args.out else (HERE / (".quick-results" if args.quick else "results"))
+    out = Path(args.out) if args.out else HERE / (".quick-results" if args.quick else
+                                                  ".compare-results" if before else "results")
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
@@ -247,6 +284,9 @@ def main() -> None:
         gcp, gcp_url = _start_server("fake_gcp.py", logs / "fake_gcp.stderr.txt", server_cpus)
         stack.callback(_stop, gcp)
         urls = {"stub": stub_url, "gcp": gcp_url, "moto": ""}
+        if before:
+            print(f"[compare] before: {before}", flush=True)
+            results["compare"] = check_trees(before, urls, logs, tmp)
         if "moto" in sections:
             from dagster_logship.testing import moto_server
 
@@ -255,22 +295,34 @@ def main() -> None:
             t_section = time.monotonic()
             print(f"[{section}]", flush=True)
             rounds = max(_settings(mode, section, c).get("rounds", 1) for c in CASES_OF[section])
-            wanted = set(args.cases.split(",")) if args.cases else set(ALL)
+            # Comparing trees: by default our cases and the baseline only.
+            wanted = (set(args.cases.split(",")) if args.cases
+                      else set(report.OURS) if before else set(ALL))
             chosen = [c for c in CASES_OF[section] if c in wanted or c == "null"]
-            # Each round starts one case later, so that no case always runs first (a machine
-            # whose load drifts would otherwise favour or penalize the same case every round).
-            todo = [(rnd, case) for rnd in range(rounds)
-                    for case in chosen[rnd % len(chosen):] + chosen[:rnd % len(chosen)]
+
+            def order(rnd: int, chosen: list[str] = chosen) -> list[str]:
+                """Each round starts one case later, so that no case always runs first (a machine
+                whose load drifts would otherwise favour or penalize the same case every round);
+                with --compare-src each of our cases runs from both trees back to back, before
+                first in even rounds and after first in odd ones."""
+                turn = chosen[rnd % len(chosen):] + chosen[:rnd % len(chosen)]
+                pair = (report.BEFORE, "")[:: 1 if rnd % 2 == 0 else -1]
+                return [c + t for c in turn
+                        for t in (pair if before and c in report.OURS else ("",))]
+
+            todo = [(rnd, case) for rnd in range(rounds) for case in order(rnd)
                     if rnd < _settings(mode, section, case).get("rounds", 1)]
 
             def one(item: tuple[int, str], section: str = section,
                     rounds: int = rounds) -> dict[str, Any]:
                 rnd, case = item
                 t0 = time.monotonic()
-                result = run_one(section, case, _settings(mode, section, case), urls,
-                                 f"{tag}-{section}-{case}-{rnd}", logs, tmp, client_cpus)
+                real = case.removesuffix(report.BEFORE)
+                result = run_one(section, real, _settings(mode, section, real), urls,
+                                 f"{tag}-{section}-{case.replace('@', '-')}-{rnd}", logs, tmp,
+                                 client_cpus, before if case != real else None)
                 result["round"] = rnd  # ratios pair a case with its baseline round by round
-                print(f"  {case:<13} round {rnd + 1}/{rounds}: "
+                print(f"  {case:<{20 if before else 13}} round {rnd + 1}/{rounds}: "
                       f"{report.brief(section, result)} ({time.monotonic() - t0:.1f} s)",
                       flush=True)
                 return result

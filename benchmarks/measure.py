@@ -395,8 +395,38 @@ def caller_dagster(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, 
     return caller(args, urls, cases.log_dagster)
 
 
+def _where_job() -> Any:
+    """The job of :func:`where`, rebuilt by name (``measure._where_job``) in Dagster's children."""
+    from dagster import job, op
+
+    @op
+    def where_op() -> str:
+        import dagster_logship
+        return str(dagster_logship.__file__)
+
+    @job
+    def where_job() -> None:
+        where_op()
+
+    return where_job
+
+
+def where(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
+    """Which ``dagster_logship`` this process imports, and which a child process of Dagster's
+    multiprocess executor imports (``run.py --compare-src`` checks both for each tree)."""
+    from dagster import build_reconstructable_job, execute_job, instance_for_test
+
+    import dagster_logship
+
+    with instance_for_test() as instance, execute_job(
+            build_reconstructable_job("measure", "_where_job"), instance=instance) as result:
+        child = result.output_for_node("where_op") if result.success else None
+    return {"process": dagster_logship.__file__, "child": child}
+
+
 SECTIONS = {"caller": caller, "caller_dagster": caller_dagster, "throughput": throughput,
-            "memory": memory, "dagster": dagster, "scaling": scaling, "moto": moto_check}
+            "memory": memory, "dagster": dagster, "scaling": scaling, "moto": moto_check,
+            "where": where}
 
 
 def main() -> None:

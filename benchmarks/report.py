@@ -19,6 +19,8 @@ OURS = ("logship_cw", "logship_gcp", "logship_json")
 RIVAL = {"logship_cw": "watchtower", "logship_gcp": "gcl", "logship_json": "dagster_json",
          "dagster_aws": "watchtower"}
 TARGET_THROUGHPUT = {"logship_cw": 2.0, "logship_gcp": 5.0}
+#: The key suffix of one of our cases measured from ``--compare-src``'s tree ("before").
+BEFORE = "@before"
 
 
 def current(results: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +93,7 @@ def merge(section: str, results: list[dict[str, Any]]) -> dict[str, Any]:
 
 #: The figure of each section that is compared with a baseline, per round (see ratio()).
 PAIRED = {"caller": "ns_per_call", "caller_dagster": "ns_per_call",
-          "throughput": "records_per_s", "dagster": "seconds"}
+          "throughput": "records_per_s", "dagster": "seconds", "memory": "growth_kb"}
 
 
 def _round_figure(section: str, r: dict[str, Any]) -> float:
@@ -100,6 +102,8 @@ def _round_figure(section: str, r: dict[str, Any]) -> float:
         return float(statistics.median(r["reps_ns"]))
     if section == "throughput":
         return float(statistics.median(x["records_per_s"] for x in r["reps"]))
+    if section == "memory":
+        return float(r["growth_kb"])
     return float(statistics.median(x["seconds"] for x in r["runs"]))
 
 
@@ -200,6 +204,49 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+# -- before vs after (--compare-src) --------------------------------------------------------------
+
+
+def _figure(section: str, r: dict[str, Any], null: dict[str, Any] | None) -> str:
+    """The figure a target is about, for one tree: what ``compare`` shows before and after."""
+    if section in CALLER_SECTIONS:
+        vs = f" ({ratio(section, r, null):.2f}{X} NullHandler)" if null else ""
+        return _fmt_us(r["ns_per_call"]) + vs
+    if section == "dagster":
+        vs = f" ({100 * (ratio(section, r, null) - 1):+.1f}%)" if null else ""
+        return f"{r['seconds']:.3f} s" + vs
+    if section == "memory":
+        bound = f" (bound {(r['queue_max_bytes'] + MEMORY_CONSTANT) / MiB:.0f} MiB)" if r.get(
+            "queue_max_bytes") else ""
+        return f"+{r['growth_kb'] / 1024:,.0f} MiB" + bound
+    return f"{r['records_per_s']:,.0f} records/s"
+
+
+def compare(results: dict[str, Any]) -> list[str]:
+    """Our cases measured from two trees in the same rounds: each figure before and after, and
+    after/before paired by round (the median of each round's ratio, see ratio())."""
+    info = results.get("compare")
+    if not info:
+        return []
+    out = ["", "## Before vs after", "",
+           f"Before: `{info['before']['src']}` ({info['before']['commit']}); after: "
+           f"`{info['after']['src']}` ({info['after']['commit']}). Each of our cases ran from "
+           "both trees back to back in every round, with the baseline in the same rounds. "
+           f"In brackets: the target's figure (caller cost ≤ 1.5{X} NullHandler, Dagster job "
+           "≤ +5% over the discarding logger, outage growth ≤ the bound).", "",
+           "| section | handler | before | after | after/before (paired by round) |",
+           "|---|---|---:|---:|---:|"]
+    for section in results["sections"]:
+        null = _get(results, section, "null")
+        for case in OURS:
+            a, b = _get(results, section, case), _get(results, section, case + BEFORE)
+            if a is None or b is None or section not in PAIRED:
+                continue
+            out.append(f"| {section} | {label(case)} | {_figure(section, b, null)} | "
+                       f"{_figure(section, a, null)} | {ratio(section, a, b):.3f}{X} |")
+    return out
+
+
 # -- markdown -------------------------------------------------------------------------------------
 
 
@@ -218,6 +265,7 @@ def _placement(placement: dict[str, Any] | None) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    before_after = compare(results)
     results = current(results)
     m = results["machine"]
     lines = ["# dagster-logship benchmarks", ""]
@@ -238,6 +286,7 @@ def markdown(results: dict[str, Any]) -> str:
         "## Targets", "", "| target | measured | result |", "|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(results)]
+    lines += before_after
     sections = results["sections"]
     if "caller" in sections:
         lines += _caller(sections["caller"])
