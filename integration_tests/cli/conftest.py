@@ -1,6 +1,6 @@
-"""Fixtures for the ``dagster-logship`` command tests: a moto server process, a second one that
-enforces IAM (for the missing-permission report), the fake Cloud Logging server (with
-``entries.list``), and an environment in which neither real AWS nor real Google is reachable."""
+"""Fixtures for the ``dagster-logship`` command tests: a moto server that enforces IAM (for the
+missing-permission report) and a CloudWatch Logs client (the shared moto server, the fake Cloud
+Logging server and the offline environment: integration_tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,34 +12,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from support import offline_cloud_env
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.append(str(HERE))
 
-from logship_cli_support import ListingFakeCloudLogging, logs_client  # noqa: E402
+from logship_cli_support import logs_client  # noqa: E402
 
 from dagster_logship.testing import moto_server  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """This process too (it runs the jobs whose logs the command reads)."""
-    offline_cloud_env(monkeypatch, tmp_path)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def gcp_server() -> Iterator[ListingFakeCloudLogging]:
-    with ListingFakeCloudLogging() as fake:
-        yield fake
-
 
 #: Allowed actions of the IAM users made on the enforcing moto server.
 IAM_USERS = {

@@ -1,7 +1,6 @@
 """Shared by the CLI and examples integration tests: a clean environment for child processes
 (dummy AWS credentials, no Google credentials, a temporary DAGSTER_HOME), runners for the
-``dagster-logship`` and ``dagster`` commands, and the fake Cloud Logging server with a record of
-the ``entries.list`` filters ``dagster-logship tail`` sent.
+``dagster-logship`` and ``dagster`` commands, a CloudWatch Logs client.
 
 Imported by name (this directory is put on ``sys.path`` by the conftest files), since conftest
 modules cannot be imported under ``--import-mode=importlib``.
@@ -16,8 +15,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from dagster_logship.testing import FakeCloudLogging
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -110,14 +107,3 @@ def logs_client(endpoint: str, region: str) -> Any:
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )
 
-
-# -- the fake Cloud Logging server, with what tail asked of it -------------------------------------
-
-
-class ListingFakeCloudLogging(FakeCloudLogging):
-    """:class:`FakeCloudLogging` (which answers ``entries.list`` itself) plus ``listed``: the
-    filter of each list call, so a test can see what ``tail`` asked."""
-
-    @property
-    def listed(self) -> list[str]:
-        return [str((r["body"] or {}).get("filter") or "") for r in self.list_requests()]

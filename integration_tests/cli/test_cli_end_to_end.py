@@ -21,10 +21,10 @@ from logship_cli_jobs import orders
 from logship_cli_support import (
     EXAMPLES,
     PROJECT,
-    ListingFakeCloudLogging,
     clean_env,
     logship,
 )
+from support import ListingFakeCloudLogging
 
 from dagster_logship import flush_all
 from dagster_logship.shipping import read_spill

@@ -1,34 +1,18 @@
-"""Fixtures for the CloudWatch integration tests: one moto server process on loopback for the
-session, dummy credentials in the environment (inherited by step subprocesses), and the jobs
-module importable by name so the multiprocess executor can load it again in each step."""
+"""Fixtures for the CloudWatch integration tests: the jobs module importable by name so the
+multiprocess executor can load it again in each step, and a CloudWatch Logs client (the moto
+server and the offline environment: integration_tests/conftest.py)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from support import offline_cloud_env
-
-from dagster_logship.testing import moto_server
 
 HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Dummy credentials and no user AWS config: never real AWS, in this process or children."""
-    offline_cloud_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="session")

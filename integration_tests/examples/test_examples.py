@@ -28,17 +28,21 @@ from dagster._core.test_utils import instance_for_test
 from logship_cli_support import (
     EXAMPLES,
     PROJECT,
-    ListingFakeCloudLogging,
     clean_env,
     finish,
     logs_client,
     shipped_lines,
     start_dagster,
 )
+from support import ListingFakeCloudLogging
 
 from dagster_logship import flush_all
 from dagster_logship.selection import check_started_run, validate_loggers
 from dagster_logship.testing import read_events
+
+# test_prod_logs_ships_errors_only_to_cloudwatch reads the whole README stream, which other
+# modules (cloudwatch/, test_launchpad.py) write to as well: a moto server of the module's own.
+pytestmark = pytest.mark.own_moto_server
 
 RUN_CONFIG = EXAMPLES / "run_config"
 ERROR_LINE = "Something to page about: 3 rows failed validation"

@@ -1,7 +1,8 @@
-"""Fixtures for the fault-injection suite: a moto server process and fake Cloud Logging servers
-on loopback, fault proxies in front of them, an environment that can never reach a real cloud,
-distinctive fake secrets that must never appear in any output, and the figures each test
-reports (written as JSON lines to $LOGSHIP_FAULT_FIGURES when it is set)."""
+"""Fixtures for the fault-injection suite: fault proxies in front of the servers, distinctive fake
+secrets (in the offline environment) that must never appear in any output, and the figures each
+test reports (written as JSON lines to $LOGSHIP_FAULT_FIGURES when it is set). The moto server,
+the fake Cloud Logging server (``fresh_gcp_server``: one per test, since tests inject faults and
+count requests) and the offline environment: integration_tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support import offline_cloud_env
-
-from dagster_logship.testing import FakeCloudLogging, moto_server
 
 HERE = Path(__file__).resolve().parent
 # Appended, not put first: Dagster drops sys.path[0] when it imports a job's module in a step
@@ -28,18 +26,12 @@ from faults_proxy import FaultProxy  # noqa: E402
 from faults_support import SECRETS, scan_for_secrets  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(autouse=True)
-def cloud_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Fake but distinctive AWS secrets in the environment (step processes inherit them), no
-    user AWS or Google configuration, no instance metadata: never a real cloud."""
-    offline_cloud_env(monkeypatch, tmp_path, access_key=SECRETS["access_key"],
-                      secret_key=SECRETS["secret_key"], session_token=SECRETS["token"])
+@pytest.fixture
+def offline_credentials() -> dict[str, str]:
+    """Fake but distinctive AWS secrets for the offline environment (step processes inherit
+    them): ``no_secrets`` looks for them in every output."""
+    return {"access_key": SECRETS["access_key"], "secret_key": SECRETS["secret_key"],
+            "session_token": SECRETS["token"]}
 
 
 @pytest.fixture
@@ -55,12 +47,6 @@ def proxies() -> Iterator[Callable[..., FaultProxy]]:
     yield make
     for proxy in made:
         proxy.close()
-
-
-@pytest.fixture
-def gcp_server() -> Iterator[FakeCloudLogging]:
-    with FakeCloudLogging() as fake:
-        yield fake
 
 
 @pytest.fixture

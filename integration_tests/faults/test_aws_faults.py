@@ -33,7 +33,7 @@ def make_handler(proxy: FaultProxy, group: str, spill: Path, **options: Any) -> 
         aws_access_key_id=SECRETS["access_key"], aws_secret_access_key=SECRETS["secret_key"],
         aws_session_token=SECRETS["token"], spill_path=str(spill), **settings,
     )
-    worker = handler._worker
+    worker = handler.worker
     assert worker is not None and isinstance(worker.sink, CloudWatchSink)
     # Production waits 20 s for an answer; a stalled answer here times out after 1 s (the
     # client is built on the first send, after this).

@@ -22,7 +22,7 @@ from faults_support import HERE, SECRETS, ExitWatch, jsonl, run_script
 
 from dagster_logship.cli import main as cli_main
 from dagster_logship.shipping import read_spill
-from dagster_logship.shipping.worker import shutdown_all
+from dagster_logship.shipping.lifecycle import shutdown_all
 
 JOBS = str(HERE / "faults_jobs.py")
 FLUSH_TIMEOUT = 2.0
@@ -58,7 +58,7 @@ def keyed(events: list[dict[str, Any]], run_id: str) -> collections.Counter[tupl
 
 
 def test_run_with_every_backend_down(
-    tmp_path: Path, capfd: Any, moto_endpoint: str, gcp_server: Any, no_secrets: Any,
+    tmp_path: Path, capfd: Any, moto_endpoint: str, fresh_gcp_server: Any, no_secrets: Any,
     figures: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pids = tmp_path / "pids"
@@ -128,15 +128,15 @@ def test_run_with_every_backend_down(
         [str(cw_spill), "--kind", "cloudwatch", "--log-group", group, "--region", "us-east-1",
          "--endpoint-url", moto_endpoint],
         [str(gcp_spill), "--kind", "gcp", "--project", "faults", "--log-name", "down",
-         "--api-endpoint", gcp_server.url],
+         "--api-endpoint", fresh_gcp_server.url],
     ]
     for args in replays:
         assert cli_main(["replay", *args]) == 0, capfd.readouterr()
     from faults_support import moto_events
 
     assert keyed(moto_events(moto_endpoint, group), run_id) == want
-    assert keyed([e["jsonPayload"] for e in gcp_server.entries()], run_id) == want
-    ids = [e["insertId"] for e in gcp_server.entries()]
+    assert keyed([e["jsonPayload"] for e in fresh_gcp_server.entries()], run_id) == want
+    ids = [e["insertId"] for e in fresh_gcp_server.entries()]
     assert len(ids) == len(set(ids))
     no_secrets(err)
     figures(records=sum(want.values()), run_seconds=round(run_seconds, 1),

@@ -186,16 +186,16 @@ def test_cloudwatch(moto_endpoint: str, tmp_path: Path, capfd: Any, no_secrets: 
     assert "Logging error" not in capfd.readouterr().err
 
 
-def test_cloud_logging(gcp_server: Any, tmp_path: Path, capfd: Any, no_secrets: Any) -> None:
+def test_cloud_logging(fresh_gcp_server: Any, tmp_path: Path, capfd: Any, no_secrets: Any) -> None:
     spill = tmp_path / "spill.jsonl"
-    handler = GcpHandler(project="faults", log_name="corpus", api_endpoint=gcp_server.url,
+    handler = GcpHandler(project="faults", log_name="corpus", api_endpoint=fresh_gcp_server.url,
                          spill_path=str(spill), **FAST)
     logger = logging.Logger("corpus-gcp", logging.DEBUG)
     logger.addHandler(handler)
     log_corpus(logger)
     assert handler.flush(60)
     handler.close()
-    got = by_rid([e["jsonPayload"] for e in gcp_server.entries()])
+    got = by_rid([e["jsonPayload"] for e in fresh_gcp_server.entries()])
     spilled = by_rid(jsonl(spill))
     # Cloud Logging refuses entries older than 30 days or more than a day ahead, per entry
     # (partial success): those two are spilled with the reason, the others are written.
@@ -207,7 +207,7 @@ def test_cloud_logging(gcp_server: Any, tmp_path: Path, capfd: Any, no_secrets: 
     assert set(got) == {case["rid"] for case in corpus()} - {"far-past", "far-future"}
     check_transformations(got)
     # Entries of a split message share a split uid and come in order.
-    parts = [e for e in gcp_server.entries() if e["jsonPayload"]["rid"] == "two-mb"]
+    parts = [e for e in fresh_gcp_server.entries() if e["jsonPayload"]["rid"] == "two-mb"]
     assert len({e["split"]["uid"] for e in parts}) == 1
     assert "Logging error" not in capfd.readouterr().err
 

@@ -46,15 +46,15 @@ def storm(n: int, seed: int) -> list[Action]:
 
 
 def test_storm_of_transient_faults_delivers_everything(
-    gcp_server: Any, proxies: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fresh_gcp_server: Any, proxies: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     no_secrets: Any, figures: Any,
 ) -> None:
     # Production waits 60 s for an answer; a stalled answer here times out after 1 s.
     monkeypatch.setattr(gcp_sink, "HTTP_TIMEOUT", (2.0, 1.0))
-    proxy = proxies(gcp_server.url, "gcp")
+    proxy = proxies(fresh_gcp_server.url, "gcp")
     proxy.script("entries.write", storm(45, seed=7))
     # Behind the proxy, the service itself fails single entries transiently now and then.
-    gcp_server.partial_next(3, {0: "UNAVAILABLE", 5: "RESOURCE_EXHAUSTED", 17: "INTERNAL"})
+    fresh_gcp_server.partial_next(3, {0: "UNAVAILABLE", 5: "RESOURCE_EXHAUSTED", 17: "INTERNAL"})
     spill = tmp_path / "spill.jsonl"
     handler = GcpHandler(
         project="faults", log_name=f"storm-{uuid.uuid4().hex[:6]}", api_endpoint=proxy.url,
@@ -79,7 +79,7 @@ def test_storm_of_transient_faults_delivers_everything(
         t.join(60)
     assert handler.flush(120)
 
-    entries = gcp_server.entries()
+    entries = fresh_gcp_server.entries()
     by_rid: dict[str, list[str]] = collections.defaultdict(list)
     for entry in entries:
         by_rid[entry["jsonPayload"]["rid"]].append(entry["insertId"])
@@ -91,7 +91,7 @@ def test_storm_of_transient_faults_delivers_everything(
         assert ids[0] in lost, rid  # and only where an answer was lost
     assert not spill.exists()
     assert proxy.pending("entries.write") == 0
-    assert gcp_server.pending_faults() == 0
+    assert fresh_gcp_server.pending_faults() == 0
     kinds = collections.Counter(e.action for e in proxy.log("entries.write"))
     assert kinds["throttle"] and kinds["drop"] and kinds["stall"]
     stats = handler.stats
@@ -103,9 +103,9 @@ def test_storm_of_transient_faults_delivers_everything(
 
 
 def test_permission_lost_mid_run_spills_and_recovers(
-    gcp_server: Any, proxies: Any, tmp_path: Path, capfd: Any, no_secrets: Any
+    fresh_gcp_server: Any, proxies: Any, tmp_path: Path, capfd: Any, no_secrets: Any
 ) -> None:
-    proxy = proxies(gcp_server.url, "gcp")
+    proxy = proxies(fresh_gcp_server.url, "gcp")
     spill = tmp_path / "spill.jsonl"
     handler = GcpHandler(project="faults", log_name="perm", api_endpoint=proxy.url,
                          spill_path=str(spill), **FAST)
@@ -123,7 +123,7 @@ def test_permission_lost_mid_run_spills_and_recovers(
         logger.info("again %d", i, extra={"rid": f"again-{i}"})
     assert handler.flush(30)
     handler.close()
-    stored = {e["jsonPayload"]["rid"] for e in gcp_server.entries()}
+    stored = {e["jsonPayload"]["rid"] for e in fresh_gcp_server.entries()}
     assert stored == {f"ok-{i}" for i in range(20)} | {f"again-{i}" for i in range(20)}
     from dagster_logship.shipping import read_spill
 

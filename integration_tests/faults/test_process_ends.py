@@ -183,7 +183,7 @@ logger = logging.Logger("sigterm", logging.INFO)
 logger.addHandler(handler)
 for i in range(100):
     logger.info("queued %d", i, extra={"rid": f"q-{i}"})
-handler._worker.flush(0)  # start the worker thread (and its exit hooks), send nothing yet
+handler.worker.flush(0)  # start the worker thread (and its exit hooks), send nothing yet
 open(ready, "w").write(str(signal.getsignal(signal.SIGTERM)))
 threading.Event().wait(60)
 """

@@ -23,7 +23,7 @@ SDK_LOGGERS = ("botocore", "boto3", "urllib3", "google", "requests", "s3transfer
 
 
 def test_root_logger_captured_at_debug(
-    moto_endpoint: str, gcp_server: Any, tmp_path: Path, capfd: Any, no_secrets: Any,
+    moto_endpoint: str, fresh_gcp_server: Any, tmp_path: Path, capfd: Any, no_secrets: Any,
     figures: Any,
 ) -> None:
     group = f"/faults/python-logs/{uuid.uuid4().hex[:8]}"
@@ -38,7 +38,7 @@ def test_root_logger_captured_at_debug(
             "cloudwatch": {"config": {**common, "log_group_name": group,
                                       "aws_region": "us-east-1", "endpoint_url": moto_endpoint}},
             "gcp": {"config": {**common, "project": "faults", "log_name": "python-logs",
-                               "api_endpoint": gcp_server.url}},
+                               "api_endpoint": fresh_gcp_server.url}},
         },
         "execution": {"config": {"multiprocess": {"max_concurrent": 3}}},
     }
@@ -52,7 +52,7 @@ def test_root_logger_captured_at_debug(
         logged = list(instance.all_logs(result.run_id))
     assert seconds < 120  # no deadlock (and no retry storm of records about records)
     cloudwatch = [e for e in moto_events(moto_endpoint, group) if e["run_id"] == result.run_id]
-    gcp = [e["jsonPayload"] for e in gcp_server.entries()
+    gcp = [e["jsonPayload"] for e in fresh_gcp_server.entries()
            if e["jsonPayload"]["run_id"] == result.run_id]
     for shipped in (cloudwatch, gcp):
         ids = [e["log_message_id"] for e in shipped]

@@ -1,5 +1,7 @@
-"""Fixtures for the Cloud Logging integration tests: the fake server, a persistent Dagster
-instance, and the check that every record of a run arrived exactly once."""
+"""Fixtures for the Cloud Logging integration tests: a Dagster instance, and the check that every
+record of a run arrived exactly once (the fake server, ``fresh_gcp_server``: one per test, since
+tests inject faults and count requests, and the offline environment:
+integration_tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -25,24 +27,6 @@ if str(HERE) not in sys.path:
     sys.path.append(str(HERE))
 
 PROJECT = "it-project"
-
-
-@pytest.fixture(autouse=True)
-def no_google_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Application Default Credentials point at a missing file: never real Google Cloud.
-
-    Step processes inherit the environment, so they cannot reach Google either.
-    """
-    for key in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "GOOGLE_CLOUD_QUOTA_PROJECT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-credentials.json"))
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
-
-
-@pytest.fixture
-def server() -> Iterator[FakeCloudLogging]:
-    with FakeCloudLogging() as fake:
-        yield fake
 
 
 @pytest.fixture

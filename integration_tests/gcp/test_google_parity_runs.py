@@ -78,14 +78,14 @@ def relayed(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 def test_trace_labels_and_http_request_in_a_run(
-    server: FakeCloudLogging,
+    fresh_gcp_server: FakeCloudLogging,
     instance: DagsterInstance,
     it: Any,
     tmp_path: Path,
     relayed: list[Any],
 ) -> None:
     result = parity_job.execute_in_process(
-        run_config=it.logger_config(server, tmp_path / "spill", log_level="INFO"),
+        run_config=it.logger_config(fresh_gcp_server, tmp_path / "spill", log_level="INFO"),
         instance=instance,
     )
     assert result.success
@@ -94,7 +94,7 @@ def test_trace_labels_and_http_request_in_a_run(
     trace_id, span_id = SPANS[run_id]
     entries = {
         e["jsonPayload"]["message"]: e
-        for e in server.entries()
+        for e in fresh_gcp_server.entries()
         if e["jsonPayload"]["run_id"] == run_id and e["jsonPayload"]["event_type"] is None
     }
     trace = f"projects/{it.PROJECT}/traces/{trace_id}"
@@ -122,16 +122,18 @@ def test_trace_labels_and_http_request_in_a_run(
 
 
 def test_step_failure_reaches_error_reporting(
-    server: FakeCloudLogging, instance: DagsterInstance, it: Any, tmp_path: Path
+    fresh_gcp_server: FakeCloudLogging, instance: DagsterInstance, it: Any, tmp_path: Path
 ) -> None:
     result = failing_job.execute_in_process(
-        run_config=it.logger_config(server, tmp_path / "spill", log_level="INFO"),
+        run_config=it.logger_config(fresh_gcp_server, tmp_path / "spill", log_level="INFO"),
         instance=instance,
         raise_on_error=False,
     )
     assert not result.success
     it.flush_here()
-    entries = [e for e in server.entries() if e["jsonPayload"]["run_id"] == result.run_id]
+    entries = [
+        e for e in fresh_gcp_server.entries() if e["jsonPayload"]["run_id"] == result.run_id
+    ]
     (failure,) = [e for e in entries if e["jsonPayload"]["event_type"] == "STEP_FAILURE"]
     payload = failure["jsonPayload"]
     assert failure["severity"] == "ERROR"
