@@ -11,13 +11,32 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from dagster_logship.shipping import Item, SendResult, Sink, SinkLimits
+from dagster_logship.shipping import ItemTuple, SendResult, Sink, SinkLimits
+from dagster_logship.shipping.sink import event_of
+from dagster_logship.testing import FakeCloudLogging
+
+
+class Sent(NamedTuple):
+    """An item as a ``MemorySink`` saw it, with names for the tests' convenience (a sink gets
+    plain tuples read by position; see ``shipping/sink.py``)."""
+
+    text: str
+    payload: Any
+    size: int
+    timestamp: float
+    seq: int
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return event_of(self.text)
 
 
 class MemorySink(Sink):
     """Records every batch; ``script`` entries are raised or returned by the next sends."""
+
+    sdk_loggers = ("botocore", "urllib3")  # as the cloud SDK it stands in for
 
     def __init__(self, limits: SinkLimits | None = None) -> None:
         self.limits = limits or SinkLimits(
@@ -27,24 +46,25 @@ class MemorySink(Sink):
             per_event_overhead=10,
         )
         self.destination = "memory"
-        self.calls: list[list[Item]] = []
+        self.calls: list[list[Sent]] = []
         self.script: deque[Any] = deque()
         self.gate = threading.Event()
         self.gate.set()
         self.in_send = threading.Event()
         self.owner = os.getpid()
-        self.on_send: Callable[[Sequence[Item]], None] | None = None
+        self.on_send: Callable[[Sequence[Sent]], None] | None = None
         self._cond = threading.Condition()
         self.closed = 0
 
-    def send(self, items: Sequence[Item]) -> SendResult | None:
+    def send(self, items: Sequence[ItemTuple]) -> SendResult | None:
         self.in_send.set()
         if os.getpid() == self.owner:
             self.gate.wait()
+        sent = [Sent._make(item) for item in items]
         if self.on_send is not None:
-            self.on_send(items)
+            self.on_send(sent)
         with self._cond:
-            self.calls.append(list(items))
+            self.calls.append(sent)
             step = self.script.popleft() if self.script else None
             self._cond.notify_all()
         if isinstance(step, BaseException):
@@ -155,6 +175,15 @@ def guard_remote_connections(monkeypatch: Any) -> list[str]:
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     return attempts
+
+
+class ListingFakeCloudLogging(FakeCloudLogging):
+    """:class:`FakeCloudLogging` (which answers ``entries.list`` itself) plus ``listed``: the
+    filter of each list call, so a test can see what ``dagster-logship tail`` asked."""
+
+    @property
+    def listed(self) -> list[str]:
+        return [str((r["body"] or {}).get("filter") or "") for r in self.list_requests()]
 
 
 # -- real Dagster processes in integration tests ---------------------------------------------------

@@ -16,10 +16,12 @@ import pytest
 from dagster import DagsterInstance, job, logger, op
 from support import MemorySink
 
+from dagster_logship import dagster_records
+from dagster_logship.dagster_records import dagster_snapshot, relayed_snapshot
 from dagster_logship.loggers._relay import RelayLogger
-from dagster_logship.shipping import ShippingHandler, ShippingOptions, encoding
-from dagster_logship.shipping.encoding import CREATED, relayed_snapshot, snapshot
-from dagster_logship.shipping.worker import _local as shipping_flags
+from dagster_logship.shipping import ShippingHandler, ShippingOptions
+from dagster_logship.shipping.recursion import shipping_thread
+from dagster_logship.shipping.snapshots import CREATED
 
 Call = tuple[int, Any, tuple[Any, ...], dict[str, Any]]
 
@@ -74,7 +76,10 @@ def _relayable(call: Call) -> bool:
 
 def _shipping_logger(cls: type[logging.Logger], sink: MemorySink) -> logging.Logger:
     handler = ShippingHandler(
-        lambda: sink, key=uuid.uuid4().hex, options=ShippingOptions(flush_interval=60.0)
+        lambda: sink,
+        key=uuid.uuid4().hex,
+        options=ShippingOptions(flush_interval=60.0),
+        snapshot_record=dagster_snapshot,
     )
     logger_ = cls("dagster", logging.DEBUG)
     logger_.addHandler(handler)
@@ -100,7 +105,7 @@ def test_the_snapshot_of_a_relayed_call_is_the_records(dagster_calls):
     for level, msg, args, kwargs in relayable:
         extra = kwargs["extra"]
         record = plain.makeRecord("dagster", level, "f.py", 1, msg, args, None, "f", extra)
-        expected = snapshot(record)
+        expected = dagster_snapshot(record)
         made = relayed_snapshot(
             record.created, record.levelname, "dagster", record.process, extra["dagster_meta"]
         )
@@ -124,7 +129,8 @@ def test_the_same_events_arrive_as_from_a_plain_logger(dagster_calls, monkeypatc
     _replay(plain, dagster_calls)
     assert len(made_records) == len(dagster_calls)
     made_records.clear()
-    monkeypatch.setattr(encoding, "_last_tags", (None, {}, ()))  # the relay path meets them first
+    # the relay path meets the tags first
+    monkeypatch.setattr(dagster_records, "_last_tags", (None, {}, ()))
     before = time.time()
     _replay(relay, dagster_calls)
     after = time.time()
@@ -256,7 +262,8 @@ def test_what_only_a_record_carries_is_shipped(dagster_calls, monkeypatch):
     for cls, message in ((_OwnEmit, "row batch 0"), (_OwnHandle, "row batch 0")):
         own = MemorySink()
         handler = cls(lambda own=own: own, key=uuid.uuid4().hex,
-                      options=ShippingOptions(flush_interval=60.0))
+                      options=ShippingOptions(flush_interval=60.0),
+                      snapshot_record=dagster_snapshot)
         assert not handler.takes_snapshots(logging.CRITICAL)
         relay = RelayLogger("dagster", logging.DEBUG)
         relay.addHandler(handler)
@@ -303,11 +310,11 @@ def test_a_call_on_a_shipping_thread_is_suppressed_and_counted(dagster_calls):
     sink = MemorySink()
     relay = _shipping_logger(RelayLogger, sink)
     (handler,) = relay.handlers
-    shipping_flags.active = True
+    shipping_thread(True)
     try:
         relay.log(level, msg, *args, **kwargs)
     finally:
-        shipping_flags.active = False
+        shipping_thread(False)
     relay.log(level, msg, *args, **kwargs)
     assert isinstance(handler, ShippingHandler)
     assert handler.stats["suppressed"] == 1

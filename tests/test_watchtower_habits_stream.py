@@ -17,13 +17,13 @@ import pytest
 
 from dagster_logship import JsonStreamHandler
 from dagster_logship.loggers._config import build_logger
-from dagster_logship.shipping.encoding import (
+from dagster_logship.shipping.encoding import build_event
+from dagster_logship.shipping.snapshots import (
     ARGS,
     EXTRAS,
     MEM,
     MESSAGE,
     SIZE,
-    build_event,
     snapshot,
     with_message,
 )

@@ -63,7 +63,7 @@ def names() -> tuple[str, str]:
 
 def sink_of(handler: CloudWatchHandler) -> CloudWatchSink:
     """The sink behind a handler (one per destination per process, owned by the worker)."""
-    worker = handler._worker
+    worker = handler.worker
     assert worker is not None
     sink = worker.sink
     assert isinstance(sink, CloudWatchSink)

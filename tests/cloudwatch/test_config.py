@@ -171,7 +171,7 @@ def test_credentials_tell_destinations_apart_by_fingerprint() -> None:
     b = CloudWatchHandler("/g", "s", aws_access_key_id="AKIA1", aws_secret_access_key=SECRET + "x")
     try:
         assert a._key != b._key
-        assert a._worker is not b._worker
+        assert a.worker is not b.worker
         assert SECRET not in str(a._key)
     finally:
         a.close()

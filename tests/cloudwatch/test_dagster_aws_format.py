@@ -110,8 +110,8 @@ def test_shipped_json_is_fixed_when_logged_and_user_extras_never_raise(
     logs: Any, make_handler: Any
 ) -> None:
     handler, logger_ = make_handler(format="dagster_aws")
-    assert handler._worker is not None
-    assert isinstance(handler._worker.sink, DagsterAwsCloudWatchSink)
+    assert handler.worker is not None
+    assert isinstance(handler.worker.sink, DagsterAwsCloudWatchSink)
     payload = {"state": "before"}
     logger_.info("first %s", "call", extra={"payload": payload, "odd": object()})
     payload["state"] = "after"  # changed after the call: not what ships

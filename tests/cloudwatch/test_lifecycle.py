@@ -176,8 +176,8 @@ def test_one_worker_and_one_client_per_destination(logs: Any, make_handler: Any,
     second, logger2 = make_handler(log_group_name=group, log_stream_name=stream)
     other, _ = make_handler(log_group_name=group, log_stream_name=stream,
                             aws_access_key_id="AKIAOTHER", aws_secret_access_key="x" * 40)
-    assert first._worker is second._worker
-    assert first._worker is not other._worker
+    assert first.worker is second.worker
+    assert first.worker is not other.worker
     logger1.info("a")
     logger2.info("b")
     assert first.flush(10) and second.flush(10)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from dagster_logship.shipping import Item, read_spill
+from dagster_logship.shipping import ItemTuple, read_spill
 from dagster_logship.sinks.cloudwatch import CloudWatchSink, rejection_reasons
 
 
@@ -40,9 +40,8 @@ def test_rejection_index_math(info: dict[str, int], expected: list[str | None]) 
     assert list(rejection_reasons(info, 5)) == expected
 
 
-def _item(message: str, created: float, seq: int) -> Item:
-    return Item(text=json.dumps({"message": message}),
-                payload=None, size=0, timestamp=created, seq=seq)
+def _item(message: str, created: float, seq: int) -> ItemTuple:
+    return (json.dumps({"message": message}), None, 0, created, seq)
 
 
 _DAY, _HOUR = 86400, 3600

@@ -189,7 +189,8 @@ def test_cached_entry_fragments_write_what_the_general_path_writes() -> None:
     same bytes the general path builds, for every label, severity and source combination."""
     import random
 
-    from dagster_logship.shipping.encoding import build_event, encode, snapshot
+    from dagster_logship.dagster_records import dagster_snapshot as snapshot
+    from dagster_logship.shipping.encoding import build_event, encode
     from dagster_logship.sinks.gcp import GcpSink, GcpTarget
 
     rng = random.Random(7)
@@ -213,7 +214,7 @@ def test_cached_entry_fragments_write_what_the_general_path_writes() -> None:
         event = build_event(snapshot(record))
         text = encode(event)[0]
         expected = sink._payload(event, text)
-        got = sink.payload(event, text)
+        got = sink.payload(text, event, ())
         if event["log_message_id"] is None:  # a random insertId each time: compare the rest
             got, expected = json.loads(got), json.loads(expected)
             assert len(got.pop("insertId")) == len(expected.pop("insertId")) == 32
@@ -224,11 +225,12 @@ def test_cached_entry_fragments_write_what_the_general_path_writes() -> None:
 
 
 def test_entries_made_from_the_snapshot_are_the_general_paths_bytes() -> None:
-    """``plain_payload`` writes a plain Dagster record's entry without building its event dict:
-    for every record it takes, the bytes are those ``payload`` makes from the event."""
+    """A plain Dagster record's entry is written from its snapshot, without building its event
+    dict: for every record that path takes, the bytes are those made from the event."""
     import random
 
-    from dagster_logship.shipping.encoding import build_event, snapshot
+    from dagster_logship.dagster_records import dagster_snapshot as snapshot
+    from dagster_logship.shipping.encoding import build_event
     from dagster_logship.shipping.event_text import event_text
     from dagster_logship.sinks.gcp import GcpSink, GcpTarget
 
@@ -258,12 +260,12 @@ def test_entries_made_from_the_snapshot_are_the_general_paths_bytes() -> None:
         fast = event_text(snap)
         if fast is None:
             continue
-        got = sink.plain_payload(snap, fast[0])
+        got = sink._plain_entry(snap, fast[0])
         if got is None:
             declined += 1
             continue
         taken += 1
-        assert got == sink.payload(build_event(snap), fast[0]), (i, record.__dict__)
+        assert got == sink.payload(fast[0], build_event(snap), ()), (i, record.__dict__)
         assert json.loads(got)["insertId"] == meta["log_message_id"]
     # Taken for most plain Dagster records; declined for records without an id of their own
     # (a random insertId) and for lone surrogates (the general path replaces them).
@@ -273,51 +275,16 @@ def test_entries_made_from_the_snapshot_are_the_general_paths_bytes() -> None:
 class _TagMixin:
     """Adds a label to every entry: a payload() that comes from a mixin, not the sink class."""
 
-    def payload(self, item_event: dict[str, Any], text: str) -> Any:
-        entry = json.loads(super().payload(item_event, text))  # type: ignore[misc]
+    def payload(self, text: str, event: dict[str, Any] | None, snap: Any) -> Any:
+        entry = json.loads(super().payload(text, event, snap))  # type: ignore[misc]
         entry["labels"] = dict(entry.get("labels") or {}, tagged="yes")
         return json.dumps(entry).encode()
 
 
-def test_which_payload_hooks_the_worker_uses() -> None:
-    """plain_payload is used only where it stands for the payload() that would be called."""
-    from dagster_logship.shipping.sink import payload_hooks
-    from dagster_logship.sinks.cloudwatch import CloudWatchSink
-    from dagster_logship.sinks.gcp import GcpSink, GcpTarget
-
-    target = GcpTarget.of(project="p")
-
-    class Own(GcpSink):
-        def payload(self, item_event: dict[str, Any], text: str) -> Any:
-            return super().payload(item_event, text)
-
-    class Mixed(_TagMixin, GcpSink):
-        pass
-
-    class Faster(GcpSink):  # writes plain_payload for the payload() it inherits
-        def plain_payload(self, snap: Any, text: str) -> Any:
-            return super().plain_payload(snap, text)
-
-    class TaggedCloudWatch(_TagMixin, CloudWatchSink):
-        pass
-
-    plain = GcpSink(target)
-    assert payload_hooks(plain)[0] is True and payload_hooks(plain)[1] is not None
-    assert payload_hooks(Own(target)) == (True, None)
-    assert payload_hooks(Mixed(target)) == (True, None)
-    assert payload_hooks(Faster(target))[1] is not None
-    patched = GcpSink(target)
-    patched.payload = lambda item_event, text: b"{}"  # type: ignore[method-assign]
-    assert payload_hooks(patched) == (True, None)
-    cloudwatch = CloudWatchSink(log_group_name="g", log_stream_name="s", aws_region="us-east-1")
-    assert payload_hooks(cloudwatch) == (False, None)  # the text is the payload
-    tagged = TaggedCloudWatch(log_group_name="g", log_stream_name="s", aws_region="us-east-1")
-    assert payload_hooks(tagged) == (True, None)  # the mixin's payload() reads the event
-
-
-def test_a_payload_from_a_mixin_is_not_bypassed_by_the_sinks_plain_payload(
+def test_a_payload_from_a_mixin_is_called_for_every_record(
     server: FakeCloudLogging, gcp: Any
 ) -> None:
+    from dagster_logship.dagster_records import dagster_snapshot
     from dagster_logship.shipping.handler import ShippingHandler
     from dagster_logship.shipping.options import ShippingOptions
     from dagster_logship.sinks.gcp import GcpSink, GcpTarget
@@ -327,7 +294,8 @@ def test_a_payload_from_a_mixin_is_not_bypassed_by_the_sinks_plain_payload(
 
     target = GcpTarget.of(project=gcp.PROJECT, log_name="tagged", api_endpoint=server.url)
     handler = ShippingHandler(lambda: Tagged(target), key=("tagged", server.url),
-                              options=ShippingOptions(flush_interval=0.02))
+                              options=ShippingOptions(flush_interval=0.02),
+                              snapshot_record=dagster_snapshot)
     logger = gcp.logger_for(handler)
     meta = {"run_id": "r", "job_name": "j", "step_key": "s", "log_message_id": "id-1",
             "orig_message": "hello"}
@@ -346,7 +314,8 @@ def test_request_body_frames_exactly_the_entries_in_order() -> None:
     """``_body`` folds the request's head and tail into the first and last entry (one join):
     for none, one and several entries, and an item whose payload fell back to its text, the
     body is the head's fields plus exactly those entries, in order."""
-    from dagster_logship.shipping.encoding import build_event, encode, snapshot
+    from dagster_logship.shipping.encoding import build_event, encode
+    from dagster_logship.shipping.snapshots import snapshot
     from dagster_logship.sinks.gcp import GcpSink, GcpTarget
 
     sink = GcpSink(GcpTarget.of(project="p", log_name="app", labels={"team": "é\""}))
@@ -354,7 +323,7 @@ def test_request_body_frames_exactly_the_entries_in_order() -> None:
     for i in range(5):
         record = logging.LogRecord("x", logging.INFO, "/a.py", 1, "m é %d", (i,), None)
         text = encode(build_event(snapshot(record)))[0]
-        payload = text if i == 3 else sink.payload(build_event(snapshot(record)), text)
+        payload = text if i == 3 else sink.payload(text, build_event(snapshot(record)), ())
         items.append((text, payload, len(text), record.created, i))
     for chosen in (items[:0], items[:1], items):
         body = json.loads(sink._body(chosen, "p"))

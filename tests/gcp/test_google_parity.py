@@ -340,7 +340,7 @@ def test_otel_not_imported_means_no_lookup() -> None:
 
     code = (
         "import logging, sys\n"
-        "from dagster_logship.shipping.encoding import EXTRAS, snapshot\n"
+        "from dagster_logship.shipping.snapshots import EXTRAS, snapshot\n"
         "snap = snapshot(logging.LogRecord('x', 20, 'f.py', 1, 'm', None, None))\n"
         "assert snap[EXTRAS] is None\n"
         "assert 'opentelemetry.trace' not in sys.modules, 'imported by us'\n"

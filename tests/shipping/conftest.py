@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from support import MemorySink
 
+from dagster_logship.dagster_records import dagster_snapshot
 from dagster_logship.shipping import ShippingHandler, ShippingOptions
 
 
@@ -22,7 +23,8 @@ def sink() -> MemorySink:
 def make_handler(
     sink: MemorySink,
 ) -> Iterator[Callable[..., tuple[ShippingHandler, logging.Logger]]]:
-    """A handler on a fresh logger, shipping to ``sink`` with its own worker."""
+    """A handler on a fresh logger, shipping to ``sink`` with its own worker; it reads Dagster's
+    metadata off records as our handlers do."""
     made: list[ShippingHandler] = []
 
     def make(
@@ -34,7 +36,10 @@ def make_handler(
         options.setdefault("retry_max_backoff", 0.05)
         use = target or sink
         handler = ShippingHandler(
-            lambda: use, key=uuid.uuid4().hex, options=ShippingOptions(**options)
+            lambda: use,
+            key=uuid.uuid4().hex,
+            options=ShippingOptions(**options),
+            snapshot_record=dagster_snapshot,
         )
         logger = logging.Logger(f"test-{uuid.uuid4().hex[:8]}", level=logging.DEBUG)
         logger.addHandler(handler)

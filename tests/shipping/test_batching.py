@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -100,9 +99,9 @@ def test_in_a_burst_the_worker_waits_for_a_pause_then_ships_without_a_flush(
 ):
     """The worker shares the GIL with the code that logs: in a tight loop it encodes nothing
     until the loop pauses (here for a second), then everything."""
-    from dagster_logship.shipping import worker as worker_module
+    from dagster_logship.shipping.burst import BurstGate
 
-    monkeypatch.setattr(worker_module, "_QUIET", 1.0)
+    monkeypatch.setattr(BurstGate, "quiet", 1.0)
     _, logger = make_handler(max_batch_size=5, flush_interval=60)
     n, end = 0, time.monotonic() + 0.2  # 40 switch intervals: an eager worker would send
     while time.monotonic() < end:
@@ -116,9 +115,9 @@ def test_in_a_burst_the_worker_waits_for_a_pause_then_ships_without_a_flush(
 def test_a_slow_stream_is_encoded_as_it_comes(make_handler, sink, monkeypatch):
     """Records far apart (a Dagster op's log calls are ~300 us apart) are no burst: full
     batches go out while they keep coming, without waiting for a pause."""
-    from dagster_logship.shipping import worker as worker_module
+    from dagster_logship.shipping.burst import BurstGate
 
-    monkeypatch.setattr(worker_module, "_QUIET", 60.0)
+    monkeypatch.setattr(BurstGate, "quiet", 60.0)
     _, logger = make_handler(max_batch_size=5, flush_interval=60)
     for i in range(10):
         logger.info("m%d", i)
@@ -130,9 +129,9 @@ def test_a_slow_stream_is_encoded_as_it_comes(make_handler, sink, monkeypatch):
 def test_a_half_full_queue_starts_the_worker_even_while_records_keep_coming(
     make_handler, sink, monkeypatch
 ):
-    from dagster_logship.shipping import worker as worker_module
+    from dagster_logship.shipping.burst import BurstGate
 
-    monkeypatch.setattr(worker_module, "_QUIET", 60.0)
+    monkeypatch.setattr(BurstGate, "quiet", 60.0)
     handler, logger = make_handler(max_batch_size=5, flush_interval=60, queue_max_records=20)
     for i in range(10):  # half of queue_max_records
         logger.info("m%d", i)
@@ -143,22 +142,22 @@ def test_a_half_full_queue_starts_the_worker_even_while_records_keep_coming(
 
 
 def test_a_take_stays_about_one_batch_when_events_are_bigger_than_their_messages(
-    make_handler, sink
+    make_handler, sink, monkeypatch
 ):
     """What the worker holds outside the queue is bounded by batches: a snapshot's size
     estimate counts its message, not Dagster's tags; the worker learns the difference from what
     it encoded and takes less at a time."""
+    from dagster_logship.shipping import batcher, batching
+
     handler, logger = make_handler(max_batch_bytes=20_000)
-    worker = handler._worker
     taken: list[int] = []
-    real_items_of = worker._items_of
 
-    def items_of(snaps, first):
-        items = real_items_of(snaps, first)
-        taken.append(sum(item[SIZE] for item in items))  # the worker's items: plain tuples
-        return items
+    def encode_items(*args, **kwargs):
+        items, split = batching.encode_items(*args, **kwargs)
+        taken.append(sum(item[SIZE] for item in items))
+        return items, split
 
-    worker._items_of = items_of
+    monkeypatch.setattr(batcher, "encode_items", encode_items)
     tags = {f"tag{i}": "v" * 60 for i in range(40)}  # ~3 KB of tags per event
     meta = {"run_id": "r", "job_name": "j", "step_key": "s", "op_name": "o",
             "log_message_id": "id", "orig_message": "short", "job_tags": tags}
@@ -176,10 +175,10 @@ def test_items_waiting_for_a_batch_are_untracked_by_the_first_young_collection(m
     generation, whose collections walk the whole heap."""
     import gc
 
-    from dagster_logship.shipping import snapshot
+    from dagster_logship.dagster_records import dagster_snapshot as snapshot
+    from dagster_logship.shipping.batching import encode_items
 
     handler, logger = make_handler()
-    worker = handler._worker
     records: list[logging.LogRecord] = []
     catcher = logging.Handler()
     catcher.emit = records.append  # type: ignore[method-assign]
@@ -194,93 +193,13 @@ def test_items_waiting_for_a_batch_are_untracked_by_the_first_young_collection(m
     enabled = gc.isenabled()
     gc.disable()
     try:
-        items = worker._items_of(snaps, 1)
+        items, _ = encode_items(MemorySink(), snaps, 1, 50_000, "split")
         assert len(items) == 3 and all(gc.is_tracked(item) for item in items)
         gc.collect(0)
         assert not any(gc.is_tracked(item) for item in items)
     finally:
         if enabled:
             gc.enable()
-
-
-def test_a_sink_reading_fields_by_name_gets_items_and_one_reading_by_position_tuples(
-    make_handler,
-):
-    from dagster_logship.shipping import Item
-    from dagster_logship.shipping.sink import TEXT
-
-    class ByPosition(MemorySink):
-        plain_items = True
-
-    by_name, by_position = MemorySink(), ByPosition()
-    for sink in (by_name, by_position):
-        handler, logger = make_handler(sink)
-        logger.info("one")
-        logger.info("two")
-        assert handler.flush(5)
-    assert [type(item) for item in by_name.calls[0]] == [Item, Item]
-    assert by_name.messages() == ["one", "two"]
-    assert [json.loads(item[TEXT])["message"] for item in by_position.calls[0]] == ["one", "two"]
-    assert [type(item) for item in by_position.calls[0]] == [tuple, tuple]
-
-
-def test_a_subclass_of_our_sink_with_its_own_send_gets_items(make_handler):
-    """Our sinks read items by position; a subclass whose send() reads them by name (as
-    ``Sink.send`` documents) is handed Item objects, not the worker's tuples."""
-    import io
-
-    from dagster_logship.sinks.stream import JsonStreamSink
-
-    seen: list[float] = []
-
-    class Stamped(JsonStreamSink):
-        def send(self, items):  # type: ignore[no-untyped-def]
-            seen.extend(item.timestamp for item in items)
-            return super().send(items)
-
-    out = io.StringIO()
-    sink = Stamped(out)
-    handler, logger = make_handler(sink)
-    logger.info("hello %d", 1)
-    assert handler.flush(5)
-    assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == ["hello 1"]
-    assert len(seen) == 1 and seen[0] > 0
-    assert handler.stats["delivered"] == 1 and handler.stats["spilled"] == 0
-    assert not Stamped.plain_items and JsonStreamSink.plain_items
-
-
-def test_a_send_from_a_mixin_gets_items(make_handler):
-    """A send() that a mixin or the instance supplies reads items by name (as ``Sink.send``
-    documents), even on one of our sinks, which read them by position."""
-    import io
-
-    from dagster_logship.shipping.sink import takes_plain_items
-    from dagster_logship.sinks.stream import JsonStreamSink
-
-    seen: list[str] = []
-
-    class StampMixin:
-        def send(self, items):  # type: ignore[no-untyped-def]
-            seen.extend(item.text for item in items)  # by name: an Item, not a tuple
-            return super().send(items)  # type: ignore[misc]
-
-    class Stamped(StampMixin, JsonStreamSink):
-        pass
-
-    assert Stamped.plain_items  # inherited: the attribute alone would say tuples
-    assert not takes_plain_items(Stamped(io.StringIO()))
-    assert takes_plain_items(JsonStreamSink(io.StringIO()))
-    patched = JsonStreamSink(io.StringIO())
-    patched.send = lambda items: None  # type: ignore[method-assign]
-    assert not takes_plain_items(patched)
-
-    out = io.StringIO()
-    handler, logger = make_handler(Stamped(out))
-    logger.info("hello %d", 1)
-    assert handler.flush(5)
-    assert [json.loads(text)["message"] for text in seen] == ["hello 1"]
-    assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == ["hello 1"]
-    assert handler.stats["delivered"] == 1 and handler.stats["spilled"] == 0
 
 
 def test_a_backlog_older_than_flush_interval_still_fills_every_request(make_handler):
@@ -317,3 +236,44 @@ def test_a_backlog_older_than_flush_interval_still_fills_every_request(make_hand
     # nothing more queued yet, and send it as due: one partial request at the start, and one at
     # the end (the rest). Every other request is full.
     assert min(fills[1:-1]) >= 0.95, sorted(fills)[:5]
+
+
+def test_records_out_of_time_order_are_sorted_before_a_span_cuts_them():
+    """Records from several threads spread over three days, arriving in no time order: sorted
+    within the take, they fill four requests at most, not one per step back in time."""
+    import random
+
+    from dagster_logship.shipping.batching import cut
+
+    rng = random.Random(3)
+    day = 86_400
+    stamps = [1.7e9 + rng.uniform(0, 3 * day) for _ in range(2_300)]
+    items = [("{}", None, 100, ts, seq) for seq, ts in enumerate(stamps, 1)]
+    batches = cut(None, list(items), 10_000, 1_048_576, day)
+    assert len(batches) <= 4
+    assert sorted(item[4] for batch in batches for item in batch.items) == list(range(1, 2_301))
+    for batch in batches:
+        times = [item[3] for item in batch.items]
+        assert times == sorted(times) and times[-1] - times[0] <= day
+        assert batch.first_seq == min(item[4] for item in batch.items)
+
+
+def test_a_flush_waits_for_records_sorted_behind_later_ones(make_handler):
+    """Sorting puts a record's sequence number anywhere in its batch: a flush still returns
+    only once every record is delivered, and every one is, once."""
+    import random
+
+    rng = random.Random(5)
+    service = MemorySink(SinkLimits(max_batch_events=50, max_batch_bytes=100_000,
+                                    max_event_bytes=50_000, max_span_seconds=3_600))
+    handler, logger = make_handler(service)
+    for i in range(400):
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "r%d", (i,), None)
+        record.created = 1.7e9 + rng.uniform(0, 4 * 3_600)
+        logger.handle(record)
+    assert handler.flush(10)
+    assert sorted(service.messages(), key=lambda m: int(m[1:])) == [f"r{i}" for i in range(400)]
+    assert len(service.messages()) == 400
+    for call in service.calls:
+        assert [item.timestamp for item in call] == sorted(item.timestamp for item in call)
+        assert call[-1].timestamp - call[0].timestamp <= 3_600

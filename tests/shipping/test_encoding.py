@@ -15,8 +15,10 @@ import pytest
 from support import MemorySink
 
 from dagster_logship import JsonStreamHandler
+from dagster_logship.dagster_records import dagster_snapshot
 from dagster_logship.shipping import SCHEMA_FIELDS, SinkLimits
-from dagster_logship.shipping.encoding import build_event, encode, fit_event, snapshot
+from dagster_logship.shipping.encoding import build_event, encode, fit_event
+from dagster_logship.shipping.snapshots import snapshot
 
 
 class Unprintable:
@@ -223,7 +225,7 @@ def test_a_handler_refusing_its_options_can_still_be_flushed_and_closed_at_shutd
         Refusing(broken_sink, "refusing-key")
     refused = [
         ref() for ref in list(logging._handlerList)  # type: ignore[attr-defined]
-        if isinstance(ref(), Refusing) and ref()._worker is None  # half-built
+        if isinstance(ref(), Refusing) and ref().worker is None  # half-built
     ]
     assert refused
     for handler in refused:
@@ -252,7 +254,7 @@ class _Shouty(str):
     ],
 )
 def test_deferred_message_args_merge_to_what_getmessage_gives(msg, args, deferred):
-    from dagster_logship.shipping.encoding import ARGS, _message_of, message_text
+    from dagster_logship.shipping.snapshots import ARGS, _message_of, message_text
 
     record = logging.LogRecord("m", logging.INFO, __file__, 1, msg, args, None)
     snap = snapshot(record)
@@ -334,10 +336,10 @@ def test_a_queued_snapshot_stops_being_tracked_by_the_first_young_collection(msg
     enabled = gc.isenabled()
     gc.disable()  # no automatic collection between making the snapshot and the one below
     try:
-        snapshot(make())  # a run's first record makes the tags' pairs that later ones share...
+        dagster_snapshot(make())  # a run's first record makes the tags' pairs later ones share...
         gc.collect()  # ...which, like every shared value, are old and untracked by then (a
         gc.collect()  # collection untracks one level of nesting: the pairs, then their tuple)
-        queue.append(snapshot(make()))
+        queue.append(dagster_snapshot(make()))
         assert gc.is_tracked(queue[0])
         gc.collect(0)
         assert not gc.is_tracked(queue[0])

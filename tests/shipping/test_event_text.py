@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from dagster_logship.shipping.encoding import build_event, encode, snapshot
+from dagster_logship.dagster_records import dagster_snapshot as snapshot
+from dagster_logship.shipping.encoding import build_event, encode
 from dagster_logship.shipping.event_text import event_text
 
 # Strings that need escaping or are not ASCII, including a lone surrogate (invalid unicode).

@@ -15,8 +15,10 @@ from collections import deque
 import pytest
 from support import MemorySink
 
+from dagster_logship.dagster_records import dagster_snapshot
 from dagster_logship.shipping import RetryableError, read_spill, snapshot
-from dagster_logship.shipping.encoding import MEM
+from dagster_logship.shipping.recursion import in_shipping_thread
+from dagster_logship.shipping.snapshots import MEM
 
 
 def test_exit_waits_for_the_worker_to_finish_writing_a_batch_it_spills(make_handler, sink,
@@ -26,13 +28,13 @@ def test_exit_waits_for_the_worker_to_finish_writing_a_batch_it_spills(make_hand
     spill = tmp_path / "spill.jsonl"
     handler, logger = make_handler(spill_path=str(spill), flush_interval=0.01,
                                    retry_deadline=600)
-    worker = handler._worker
+    worker = handler.worker
     sink.on_send = lambda items: (_ for _ in ()).throw(RetryableError("down"))
     real_write = worker.spill.write
     writing = threading.Event()
 
     def slow_write(events):
-        if threading.current_thread() in (worker._thread, worker._sender):  # the one sending
+        if in_shipping_thread():  # the worker's own thread, spilling what it could not send
             writing.set()
             threading.Event().wait(0.3)  # a slow disk, or an encoder starved of the GIL
         return real_write(events)
@@ -49,16 +51,16 @@ def test_exit_waits_for_the_worker_to_finish_writing_a_batch_it_spills(make_hand
     worker.abandon_now("process exiting")
     # The process would end right here: every record must already be in the file, once.
     assert sorted(e["message"] for e in read_spill(spill)) == sorted(f"r{i}" for i in range(10))
-    worker._abandon_at = None
+    worker.end_exit()
 
 
 def test_a_record_put_as_the_worker_thread_stops_gets_a_thread(make_handler, sink):
     """A put between the thread deciding to stop and it ending used to strand the record."""
     handler, logger = make_handler()
-    worker = handler._worker
+    worker = handler.worker
     logger.info("first")
     assert handler.flush(5)
-    real_take = worker._take
+    real_take = worker.batcher._take  # the worker thread's own step: no public seam
     late = logging.LogRecord("t", logging.INFO, __file__, 1, "late", (), None)
     injected: list[bool] = []
 
@@ -69,7 +71,7 @@ def test_a_record_put_as_the_worker_thread_stops_gets_a_thread(make_handler, sin
             worker.put(snapshot(late))  # ...and another thread emits through the handler
         return result
 
-    worker._take = take
+    worker.batcher._take = take  # type: ignore[method-assign]
     worker.stop()
     assert sink.wait_calls(2, timeout=5)  # delivered without anyone flushing
     assert sink.messages() == ["first", "late"]
@@ -77,13 +79,13 @@ def test_a_record_put_as_the_worker_thread_stops_gets_a_thread(make_handler, sin
 
 def test_batches_after_throttling_are_paced_then_relax(make_handler, sink):
     handler, logger = make_handler(retry_initial_backoff=0.01, retry_max_backoff=0.05)
-    worker = handler._worker
+    worker = handler.worker
     paces = []
     for throttled in (2, 1, 3, 1, 0, 0, 0, 0, 0):
         sink.script.extend([RetryableError("ThrottlingException")] * throttled)
         logger.info("batch")
         assert handler.flush(5)
-        paces.append(worker._pace)
+        paces.append(worker.delivery.pace)
     assert paces[:4] == [0.01, 0.02, 0.04, 0.05]  # doubles after retried batches, capped
     assert paces[4] < paces[3] and paces[-1] == 0.0  # halves after clean ones, back to none
     assert handler.stats["delivered"] == 9
@@ -104,8 +106,8 @@ def test_the_queue_bound_counts_the_memory_a_record_holds(make_handler):
     stats = handler.stats
     assert 1 + 36 <= stats["enqueued"] <= 1 + 46  # 20,000 bytes / ~480 counted per record
     assert stats["dropped"] == 101 - stats["enqueued"]
-    worker = handler._worker
-    assert 15_000 <= worker._queued_mem <= 20_000
+    worker = handler.worker
+    assert 15_000 <= worker.holding()["queued_bytes"] <= 20_000
     blocked.gate.set()
 
 
@@ -124,7 +126,7 @@ def test_counted_queue_memory_matches_what_python_allocates(kind):
 
     class Keep(logging.Handler):
         def emit(self, record):
-            made.append(snapshot(record))
+            made.append(dagster_snapshot(record))
 
     logger.addHandler(Keep())
     queue: deque = deque()

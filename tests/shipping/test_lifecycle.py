@@ -12,7 +12,7 @@ import uuid
 from support import MemorySink, wait_until
 
 from dagster_logship.shipping import ShippingHandler, ShippingOptions
-from dagster_logship.shipping.worker import registered_workers
+from dagster_logship.shipping.lifecycle import registered_workers
 
 
 def test_flush_returns_false_at_its_timeout_and_true_once_delivered(make_handler, sink):
@@ -77,7 +77,7 @@ def test_handlers_for_one_destination_share_one_worker(sink):
     key = uuid.uuid4().hex
     options = ShippingOptions(flush_interval=60, flush_timeout=5)
     handlers = [ShippingHandler(lambda: sink, key=key, options=options) for _ in range(5)]
-    assert len({id(h._worker) for h in handlers}) == 1
+    assert len({id(h.worker) for h in handlers}) == 1
     for h in handlers:
         h.close()
 
@@ -129,25 +129,6 @@ def test_a_subclass_with_its_own_emit_still_has_it_called():
     logger.warning("tapped %d", 1)
     assert handler.flush(5)
     assert seen == ["tapped 1"] and sink.messages() == ["tapped 1"]
-    handler.close()
-
-
-def test_a_custom_sink_with_its_own_payload_is_given_the_event():
-    """The worker skips payload() for sinks that ship the JSON text; one that defines its own
-    payload() (without saying needs_event = False) gets it called with the event."""
-
-    class Shouting(MemorySink):
-        def payload(self, item_event, text):
-            return item_event["message"].upper()
-
-    sink = Shouting()
-    assert sink.needs_event
-    handler = ShippingHandler(lambda: sink, key=uuid.uuid4().hex, options=ShippingOptions())
-    logger = logging.Logger("shout")
-    logger.addHandler(handler)
-    logger.warning("quiet please")
-    assert handler.flush(5)
-    assert [item.payload for call in sink.calls for item in call] == ["QUIET PLEASE"]
     handler.close()
 
 

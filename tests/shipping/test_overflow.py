@@ -21,10 +21,11 @@ def _stall(handler, logger, sink):
     logger.info("p1")
     logger.info("p2")
     handler.flush(0)  # hand them over: they wait for m0
-    worker = handler._worker
+    worker = handler.worker
     assert wait_until(
-        lambda: [len(b) for b in worker._pending] == [2] and not worker._queue
-        and not worker._carry
+        lambda: worker.holding() | {"queued_bytes": 0, "in_flight": 0}
+        == {"queued": 0, "queued_bytes": 0, "taken": 0, "carry": 0, "pending": [2],
+            "in_flight": 0}
     )
 
 
@@ -67,8 +68,10 @@ def test_block_waits_for_room(make_handler, sink):
 
     thread = threading.Thread(target=log_one_more)
     thread.start()
-    worker = handler._worker
-    assert wait_until(lambda: len(worker._queue) == 5 and len(worker._pending) == 1)
+    worker = handler.worker
+    assert wait_until(
+        lambda: worker.holding()["queued"] == 5 and len(worker.holding()["pending"]) == 1
+    )
     assert not done.wait(0.2)  # m6 cannot be enqueued while the queue is full
     sink.gate.set()  # the worker takes a batch, which makes room
     assert done.wait(10)

@@ -36,7 +36,7 @@ def test_sdk_logs_made_while_sending_are_not_shipped(root_captured, sink):
     assert stats["delivered"] == 20
     # Records of other loggers made on the sending thread reach emit and are refused there
     # (the root warning, once per send); the SDKs' own are dropped before any handler sees
-    # them once their loggers are known to the worker (see worker.quiet_sdk_loggers).
+    # them once their loggers are known to the worker (see shipping/recursion.py).
     assert len(sink.calls) <= stats["suppressed"] <= 3 * len(sink.calls)
 
 

@@ -427,8 +427,8 @@ def format_event(event: Mapping[str, Any], fallback_ms: int | None = None) -> st
 
 def probe_item(sink: Any, message: str) -> Any:
     """One schema event made by a real ``LogRecord`` (as the handler makes them), ready to send."""
-    from ..shipping.encoding import build_event, encode, snapshot
-    from ..shipping.sink import Item
+    from ..shipping.encoding import build_event, encode
+    from ..shipping.snapshots import snapshot
 
     record = logging.LogRecord(
         "dagster_logship.check", logging.INFO, __file__, 0, message, None, None, "check"
@@ -436,8 +436,7 @@ def probe_item(sink: Any, message: str) -> Any:
     record.logship_check = True
     event = build_event(snapshot(record))
     text, size = encode(event)
-    return Item(text=text, payload=sink.payload(event, text), size=size,
-                timestamp=record.created)
+    return (text, sink.payload(text, event, ()), size, record.created, 0)
 
 
 def dumps(obj: Any) -> str:

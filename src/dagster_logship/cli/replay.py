@@ -239,14 +239,13 @@ class _Unit:
 
 def _units(sink: Any, record: _Record, oversize: str) -> list[_Unit]:
     from ..shipping.encoding import encode, fit_event
-    from ..shipping.sink import Item
 
     text, size = encode(record.event)
     parts = fit_event(record.event, text, size, sink.limits.max_event_bytes, oversize)
     units = []
     for event, part_text, part_size in parts:
-        item = Item(text=part_text, payload=sink.payload(event, part_text),
-                    size=part_size, timestamp=record.timestamp)
+        # An item as the worker makes it (see shipping/sink.py); no snapshot: the event is here.
+        item = (part_text, sink.payload(part_text, event, ()), part_size, record.timestamp, 0)
         # A record split here is done when each of its parts is: key the parts apart.
         key = record.key if len(parts) == 1 else f"{record.key}/part{event['part']['index']}"
         units.append(_Unit(item, record, key))
@@ -255,14 +254,16 @@ def _units(sink: Any, record: _Record, oversize: str) -> list[_Unit]:
 
 def _batches(sink: Any, units: list[_Unit]) -> list[list[_Unit]]:
     """Cut units (in time order) into batches within the sink's limits."""
+    from ..shipping.sink import SIZE, TIMESTAMP
+
     limits = sink.limits
     batches: list[list[_Unit]] = []
     batch: list[_Unit] = []
     size = 0
-    for unit in sorted(units, key=lambda u: u.item.timestamp):
-        cost = unit.item.size + limits.per_event_overhead
+    for unit in sorted(units, key=lambda u: u.item[TIMESTAMP]):
+        cost = unit.item[SIZE] + limits.per_event_overhead
         span_ok = limits.max_span_seconds is None or not batch or (
-            unit.item.timestamp - batch[0].item.timestamp <= limits.max_span_seconds)
+            unit.item[TIMESTAMP] - batch[0].item[TIMESTAMP] <= limits.max_span_seconds)
         if batch and (len(batch) >= limits.max_batch_events
                       or size + cost > limits.max_batch_bytes or not span_ok):
             batches.append(batch)

@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
+from ..dagster_records import dagster_snapshot
 from ..shipping.handler import ShippingHandler
 from ..shipping.options import ConfigError, ShippingOptions
-from ..shipping.worker import in_shipping_thread
+from ..shipping.recursion import in_shipping_thread
 from ..sinks.cloudwatch import (
     INSTALL_HINT,
     CloudWatchSink,
@@ -136,6 +137,8 @@ class CloudWatchHandler(ShippingHandler):
     false, the stream) exists and the region and credentials work, and raises
     :class:`~dagster_logship.sinks.cloudwatch.DestinationCheckError` if not.
     """
+
+    snapshot_record = staticmethod(dagster_snapshot)  # Dagster's metadata: schema fields
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..dagster_records import dagster_snapshot
 from ..shipping.handler import ShippingHandler
 from ..shipping.options import ShippingOptions
 from ..sinks.gcp import GcpSink, GcpTarget, require_sdk
@@ -25,6 +26,8 @@ class GcpHandler(ShippingHandler):
     Raises :class:`~dagster_logship.ConfigError` naming the key for a bad value, and
     ``ImportError`` when google-cloud-logging is not installed.
     """
+
+    snapshot_record = staticmethod(dagster_snapshot)  # Dagster's metadata: schema fields
 
     def __init__(
         self,

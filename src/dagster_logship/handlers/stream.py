@@ -6,26 +6,17 @@ import json
 import logging
 from typing import IO, Any
 
-from ..shipping.encoding import _ENCODER, _safe_str, _sanitize
+from ..dagster_records import dagster_snapshot
+from ..shipping.encoding import json_default, sanitize
 from ..shipping.handler import ShippingHandler
 from ..shipping.options import ShippingOptions
+from ..shipping.snapshots import safe_str
 from ..sinks.stream import JsonStreamSink
 
 __all__ = ["DagsterJsonFormatter", "JsonStreamHandler"]
 
 _DAGSTER_META = "dagster_meta"
 _DAGSTER_EVENT = "dagster_event"
-
-
-def _plain(obj: Any) -> Any:
-    """``json``'s ``default`` for what Dagster's dump cannot encode (its line would be lost with
-    a "--- Logging error ---"): the schema encoder's form (datetimes ISO 8601, bytes as text,
-    sets as lists), else ``str``."""
-    try:
-        converted = _ENCODER.default(obj)
-    except Exception:
-        return _safe_str(obj)
-    return converted if converted is not obj else _safe_str(obj)
 
 
 class DagsterJsonFormatter(logging.Formatter):
@@ -35,8 +26,8 @@ class DagsterJsonFormatter(logging.Formatter):
     leaving out the top-level ``dagster_event`` (the same event is under ``dagster_meta``, packed
     into JSON-ready form by Dagster's serdes). Where that dump raises, Dagster's logger loses the
     line; here it is written with those values made plain instead: ``exc_info`` as its traceback
-    text, other objects as :func:`_plain` makes them, cycles and unsortable keys as
-    ``_sanitize`` marks them.
+    text, other objects as the schema's encoder writes them (``encoding.json_default``), cycles
+    and unsortable keys as ``encoding.sanitize`` marks them.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -53,9 +44,9 @@ class DagsterJsonFormatter(logging.Formatter):
         except Exception as exc:  # a hostile record: say so, in a line that still parses
             fields["dagster_logship_error"] = f"record could not be read: {exc!r}"
         try:
-            return json.dumps(fields, sort_keys=True, default=_plain)
+            return json.dumps(fields, sort_keys=True, default=json_default)
         except Exception:  # cycles, keys of mixed types, nesting too deep
-            return json.dumps(_sanitize(fields, 0, set()), sort_keys=True)
+            return json.dumps(sanitize(fields), sort_keys=True)
 
     def _exc_text(self, exc_info: Any) -> str:
         try:
@@ -73,7 +64,7 @@ def _packed_meta(meta: Any) -> Any:
 
         event = pack_value(meta[_DAGSTER_EVENT])
     except Exception:
-        event = _safe_str(meta[_DAGSTER_EVENT])
+        event = safe_str(meta[_DAGSTER_EVENT])
     return {**meta, _DAGSTER_EVENT: event}
 
 
@@ -85,6 +76,8 @@ class JsonStreamHandler(ShippingHandler):
     Accepts every shared shipping key (``flush_interval``, ``queue_max_records``, ``overflow``,
     ``retry_deadline``, ``flush_timeout``, ``spill_path``...) as a keyword.
     """
+
+    snapshot_record = staticmethod(dagster_snapshot)  # Dagster's metadata: schema fields
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from ..shipping.encoding import relayed_snapshot
+from ..dagster_records import dagster_snapshot, relayed_snapshot
 from ..shipping.handler import ShippingHandler
 from .run_end import RUN_END, RUN_START, STEP_END, boundary
 
@@ -26,7 +26,7 @@ __all__ = ["RelayLogger"]
 
 #: Keyword arguments Dagster passes with a relayed call.
 _RELAY_KWARGS = frozenset({"exc_info", "extra"})
-#: Keys of ``extra`` that carry nothing but Dagster's own metadata (see encoding._NOT_EXTRA).
+#: Keys of ``extra`` that carry nothing but Dagster's own metadata (see DAGSTER_NOT_EXTRA).
 _DAGSTER_EXTRA = frozenset({"dagster_meta", "dagster_event", "dagster_event_batch_metadata"})
 _getLevelName = logging.getLevelName
 _getLogRecordFactory = logging.getLogRecordFactory
@@ -102,7 +102,12 @@ class RelayLogger(logging.Logger):
         if type(meta) is not dict or len(handlers) != 1:
             return False
         handler = handlers[0]
-        if not isinstance(handler, ShippingHandler) or not handler.takes_snapshots(level):
+        if (
+            not isinstance(handler, ShippingHandler)
+            or not handler.takes_snapshots(level)
+            # the relay makes what this function would make of the record
+            or handler.snapshot_record is not dagster_snapshot
+        ):
             return False
         try:
             snap = relayed_snapshot(

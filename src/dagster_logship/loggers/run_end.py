@@ -7,15 +7,12 @@ process of the multiprocess executor never sees the run's start or end: there th
 terminal event is the last thing it logs, so it flushes then. In the process that runs the
 whole run (it logged RUN_START), a step's end does not flush: the run's end will.
 
-Matched on the event's type value (a plain string), so no Dagster import is needed; the plain
-form of an event made by ``encoding.event_facts`` carries the type's name instead.
+Matched on the event's type value (a plain string), so no Dagster import is needed.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from ..shipping.encoding import FACTS
 
 __all__ = ["RUN_END", "RUN_START", "STEP_END", "boundary"]
 
@@ -42,10 +39,7 @@ _BOUNDARIES = {
 def boundary(dagster_event: Any) -> str | None:
     """RUN_START, RUN_END or STEP_END for an event that marks one, else None. Never raises."""
     try:
-        if type(dagster_event) is tuple:
-            value = dagster_event[1] if dagster_event and dagster_event[0] == FACTS else None
-        else:
-            value = getattr(dagster_event, "event_type_value", None)
+        value = getattr(dagster_event, "event_type_value", None)
         return _BOUNDARIES.get(value) if type(value) is str else None
     except Exception:
         return None

@@ -3,14 +3,15 @@
 Imports neither dagster nor any cloud SDK, so it can be used (and tested) on its own.
 """
 
-from .encoding import SCHEMA_FIELDS, build_event, encode, snapshot
+from .encoding import SCHEMA_FIELDS, build_event, encode
 from .handler import ShippingHandler
+from .lifecycle import flush_all
 from .options import ConfigError, ShippingOptions
 from .retry import BatchRejectedError, RetryableError, RetryPolicy, ShippingError
-from .sink import Item, SendResult, Sink, SinkLimits
+from .sink import ItemTuple, SendResult, Sink, SinkLimits
+from .snapshots import snapshot
 from .spill import SPILL_KEY, read_spill
 from .stats import DeliveryStats
-from .worker import flush_all
 
 __all__ = [
     "SCHEMA_FIELDS",
@@ -18,7 +19,7 @@ __all__ = [
     "BatchRejectedError",
     "ConfigError",
     "DeliveryStats",
-    "Item",
+    "ItemTuple",
     "RetryPolicy",
     "RetryableError",
     "SendResult",

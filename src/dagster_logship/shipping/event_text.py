@@ -7,8 +7,8 @@ step the run, job, step, op, pid and tags. Here those parts are encoded once and
 fragments; per record only the timestamp, the message and Dagster's message id are escaped and
 joined in, at about a quarter of the cost.
 
-Only plain records take this path: no exception or stack, no ``extra=`` fields, no Dagster event
-carrying an error, string metadata and tags. :func:`event_text` returns None for the rest, which
+Only plain records take this path: no exception or stack, no ``extra=`` fields, no event carrying
+an error, string run context and tags. :func:`event_text` returns None for the rest, which
 go through :func:`~.encoding.build_event`. The text is the same, byte for byte, as the general
 path writes (tests/shipping/test_event_text.py compares them on generated records).
 """
@@ -18,9 +18,10 @@ from __future__ import annotations
 from json.encoder import encode_basestring
 from typing import Any
 
-from .encoding import (
+from .encoding import _dumps, _rfc3339, finish_text
+from .snapshots import (
     CREATED,
-    DAGSTER_EVENT,
+    EVENT_FACTS,
     EXC_TEXT,
     EXC_TYPE,
     EXTRAS,
@@ -39,10 +40,6 @@ from .encoding import (
     SOURCE_LINE,
     STEP_KEY,
     Snapshot,
-    _dumps,
-    _rfc3339,
-    event_facts,
-    finish_text,
     message_text,
 )
 
@@ -123,8 +120,9 @@ def event_text(snap: Snapshot) -> tuple[str, int] | None:
         pid = snap[PID]
         if snap[HAS_META]:
             event_type = None
-            if snap[DAGSTER_EVENT] is not None:
-                _, event_type, event_pid, error = event_facts(snap[DAGSTER_EVENT])
+            facts = snap[EVENT_FACTS]
+            if facts is not None:
+                event_type, event_pid, error = facts
                 if error is not None:
                     return None
                 if event_pid is not None:

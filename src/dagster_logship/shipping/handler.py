@@ -16,12 +16,13 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import stdio
-from .encoding import Snapshot, snapshot, with_message
+from .lifecycle import acquire, current, release, release_later
 from .options import ShippingOptions
+from .recursion import flags as _flags
 from .sink import Sink
+from .snapshots import Snapshot, snapshot, with_message
 from .spill import diagnostic
-from .worker import Worker, acquire, current, release, release_later
-from .worker import _local as _flags
+from .worker import Worker
 
 #: What ``Handler.handle`` returns for a record it emitted: the record on Python >= 3.12.
 _FILTERS_RETURN_RECORDS = sys.version_info >= (3, 12)
@@ -32,12 +33,12 @@ __all__ = ["ShippingHandler"]
 def _holds_logging_lock() -> bool:
     """True when this thread holds the ``logging`` module lock.
 
-    FIX (found by the GCP sink, minimal): ``logging.config.dictConfig`` (which Dagster calls
-    each time it builds a log manager on an instance with settings) closes and flushes every
-    live handler while holding that lock. The worker thread needs the same lock whenever an SDK
-    module it imports lazily calls ``logging.getLogger`` or a logger's level cache was cleared,
-    so waiting for the worker there deadlocked until ``flush_timeout``. Not waiting loses
-    nothing: the worker goes on delivering once the lock is released.
+    ``logging.config.dictConfig`` (which Dagster calls each time it builds a log manager on an
+    instance with settings) closes and flushes every live handler while holding that lock. The
+    worker thread needs the same lock whenever an SDK module it imports lazily calls
+    ``logging.getLogger`` or a logger's level cache was cleared, so waiting for the worker there
+    would deadlock until ``flush_timeout``. Not waiting loses nothing: the worker goes on
+    delivering once the lock is released.
     """
     lock = getattr(logging, "_lock", None)
     is_owned = getattr(lock, "_is_owned", None)
@@ -52,8 +53,14 @@ class ShippingHandler(logging.Handler):
 
     ``key`` identifies the destination (two handlers with equal keys share one worker and one
     client in a process); ``sink_factory`` builds the sink when a worker is first needed and
-    must not do network I/O.
+    must not do network I/O. ``snapshot_record`` (default: the class's) makes the snapshot of a
+    record on the caller's thread.
     """
+
+    #: What ``emit`` keeps of a record: the core's generic :func:`~.snapshots.snapshot` here.
+    #: Handlers for Dagster's records set ``dagster_logship.dagster_records.dagster_snapshot``,
+    #: which also reads the run context Dagster attaches to them (the core knows no Dagster).
+    snapshot_record: Callable[[logging.LogRecord], Snapshot] = staticmethod(snapshot)
 
     # Class defaults, so that a handler whose constructor raised (a wrong option) can still be
     # flushed and closed by ``logging.shutdown``, which finds it in logging's handler list.
@@ -83,8 +90,11 @@ class ShippingHandler(logging.Handler):
         key: Hashable,
         options: ShippingOptions | None = None,
         level: int | str = logging.NOTSET,
+        snapshot_record: Callable[[logging.LogRecord], Snapshot] | None = None,
     ) -> None:
         super().__init__(level)
+        # On the instance, a plain function: no method binding on every record.
+        self.snapshot_record = snapshot_record or type(self).snapshot_record
         self.options = options if options is not None else ShippingOptions()
         self._sink_factory = sink_factory
         self._key = (key, self.options)
@@ -103,6 +113,12 @@ class ShippingHandler(logging.Handler):
         finalizer.atexit = False
         self._worker, self._finalizer, self._closed_worker = worker, finalizer, None
         return worker
+
+    @property
+    def worker(self) -> Worker | None:
+        """The worker this handler feeds now (None while closed): its ``stats_snapshot()``,
+        ``holding()`` and ``flush()`` are what diagnostics and tests look at."""
+        return self._worker
 
     @property
     def destination(self) -> str:
@@ -125,7 +141,7 @@ class ShippingHandler(logging.Handler):
             self._suppressed += 1
         else:
             try:
-                (self._worker or self._attach()).put(snapshot(record))
+                (self._worker or self._attach()).put(self.snapshot_record(record))
             except Exception as exc:
                 self._emit_failed(exc)
         return record if _FILTERS_RETURN_RECORDS else True
@@ -138,7 +154,9 @@ class ShippingHandler(logging.Handler):
         try:
             worker = self._worker or self._attach()
             fmt = self._formatter
-            worker.put(snapshot(record) if fmt is None else self._formatted(record, fmt))
+            worker.put(
+                self.snapshot_record(record) if fmt is None else self._formatted(record, fmt)
+            )
         except Exception as exc:  # never into the caller's code
             self._emit_failed(exc)
 
@@ -164,7 +182,7 @@ class ShippingHandler(logging.Handler):
     def _formatted(self, record: logging.LogRecord, fmt: logging.Formatter) -> Snapshot:
         """The record's snapshot with ``fmt.format(record)`` as its message; if the formatter
         raises, the record's own message (reported once on stderr)."""
-        snap = snapshot(record)
+        snap = self.snapshot_record(record)
         try:
             text = fmt.format(record)
         except Exception as exc:

@@ -2,8 +2,10 @@
 
 A spill line is the schema event with one added key, ``logship_spill``, saying why and where it
 was headed; ``dagster-logship replay`` reads such lines back. The file is created with mode 0600
-because log records may hold data the operator would not put in a world-readable file. Every
-spill also writes one summary line to stderr.
+because log records may hold data the operator would not put in a world-readable file. What was
+spilled is summed up in one line on stderr when the worker has settled what it was given (the
+end of a flush, a run's end, a process exit), and at least every ``REPORT_EVERY`` seconds while
+spilling goes on: one line per episode, not one per batch.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from typing import Any
 from . import stdio
 from .encoding import encode
 
-__all__ = ["SPILL_KEY", "Spill", "read_spill"]
+__all__ = ["REPORT_EVERY", "SPILL_KEY", "Spill", "read_spill"]
 
 SPILL_KEY = "logship_spill"
 _PREFIX = "dagster-logship:"
+#: Seconds between summary lines while records keep being spilled.
+REPORT_EVERY = 10.0
 
 
 def _stderr_write(text: str) -> None:
@@ -38,9 +42,16 @@ class Spill:
         self.path = os.fspath(path) if path is not None else None
         self.destination = destination
         self._lock = threading.Lock()
+        self._reset_report()
+
+    def _reset_report(self) -> None:
+        self._unreported: Counter[str] = Counter()
+        self._places: list[str] = []
+        self._reported_at = time.monotonic()
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._reset_report()
 
     def write(self, events: Iterable[tuple[dict[str, Any], str]]) -> int:
         """Spill (event, reason) pairs; returns how many were written. Never raises."""
@@ -80,11 +91,25 @@ class Spill:
                     _stderr_write(data.decode("utf-8"))
             else:
                 _stderr_write(data.decode("utf-8"))
-        why = ", ".join(f"{reason} ({n})" for reason, n in reasons.most_common())
-        _stderr_write(
-            f"{_PREFIX} spilled {len(lines)} record(s) for {self.destination} to {where}: {why}\n"
-        )
+            self._unreported.update(reasons)
+            if where not in self._places:
+                self._places.append(where)
+            due = time.monotonic() - self._reported_at >= REPORT_EVERY
+        if due:
+            self.report()
         return len(lines)
+
+    def report(self) -> None:
+        """Write the summary line of what was spilled since the last one, if anything was."""
+        with self._lock:
+            reasons, places = self._unreported, self._places
+            self._reset_report()
+        if reasons:
+            why = ", ".join(f"{reason} ({n})" for reason, n in reasons.most_common())
+            _stderr_write(
+                f"{_PREFIX} spilled {sum(reasons.values())} record(s) for {self.destination} "
+                f"to {' and '.join(places)}: {why}\n"
+            )
 
 
 def diagnostic(message: str) -> None:

@@ -1,12 +1,12 @@
 """Writing to the process's stdout/stderr even while a host has redirected their file descriptors.
 
-FIX (issue 6, found by a full-suite flake of the JSON console tests): Dagster captures compute
-logs by ``os.dup2``-ing a file over fd 1 and fd 2 for the length of a step (in every step process
-and in ``execute_in_process``), and mirrors that file to the real stdout with a ``tail -F``
-process that it terminates when the step ends. Whatever ``tail`` had not copied by then never
-reaches the real stdout (dagster issue 23336); under load it can be everything the step wrote.
-Our lines are written by a worker thread a moment after the record, so they land in exactly that
-window. For container log agents, which read the process's stdout, those records were lost.
+Why: Dagster captures compute logs by ``os.dup2``-ing a file over fd 1 and fd 2 for the length
+of a step (in every step process and in ``execute_in_process``), and mirrors that file to the
+real stdout with a ``tail -F`` process that it terminates when the step ends. Whatever ``tail``
+had not copied by then never reaches the real stdout (dagster issue 23336); under load it can be
+everything the step wrote. Our lines are written by a worker thread a moment after the record, so
+they land in exactly that window, and container log agents, which read the process's stdout,
+would never see them.
 
 So a named stream is *pinned*: when a handler is built (before Dagster starts capturing) we keep
 a duplicate of the file descriptor that ``sys.stdout``/``sys.stderr`` writes to. At write time:

@@ -23,10 +23,10 @@ from json.encoder import encode_basestring_ascii
 from typing import Any, Literal
 
 from ..shipping.options import ConfigError
+from ..shipping.recursion import quiet_loggers
 from ..shipping.retry import BatchRejectedError, RetryableError, ShippingError
 from ..shipping.sink import TEXT, TIMESTAMP, ItemTuple, SendResult, Sink, SinkLimits
 from ..shipping.spill import diagnostic
-from ..shipping.worker import quiet_sdk_loggers
 from .endpoint_pin import active_moto_mock, pin_mismatch
 
 __all__ = [
@@ -246,7 +246,7 @@ _NOW: Any = object()
 class CloudWatchSink(Sink):
     """One log stream of one log group, through one boto3 client built on first use."""
 
-    plain_items = True  # send() reads items by position
+    sdk_loggers = ("botocore", "boto3", "urllib3", "s3transfer")
     #: Which column of an item is the event's message: the schema event's text (a subclass may
     #: send its payload instead, see sinks/dagster_aws_format.py).
     _message_column: Literal[0, 1] = TEXT
@@ -355,7 +355,7 @@ class CloudWatchSink(Sink):
             )
         except Exception as exc:
             raise self._classify(exc, "PutLogEvents") from None
-        quiet_sdk_loggers()  # before the first request: botocore logs its headers at DEBUG
+        quiet_loggers(self.sdk_loggers)  # before the first request: botocore logs headers
         with contextlib.suppress(Exception):
             client.meta.events.register_first(  # before handlers that answer (Stubber)
                 "before-call.*.*", self._use_prepared_body
@@ -674,7 +674,7 @@ class CloudWatchSink(Sink):
 
     def _scrub(self, text: str) -> str:
         """Belt and braces: no credential ever leaves in an error text, whatever the service or
-        botocore said (the access key id too, since issue 6: a service may echo it back)."""
+        botocore said (the access key id too: a service may echo it back)."""
         for secret in (self._secret_access_key, self._session_token, self._access_key_id):
             if secret:
                 text = text.replace(secret, "***")

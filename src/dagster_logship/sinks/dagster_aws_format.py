@@ -33,9 +33,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..shipping.encoding import MESSAGE, Snapshot
 from ..shipping.options import ConfigError
 from ..shipping.sink import PAYLOAD
+from ..shipping.snapshots import Snapshot, message_text
 from .cloudwatch import CloudWatchSink
 
 __all__ = [
@@ -198,13 +198,8 @@ class DagsterAwsCloudWatchSink(CloudWatchSink):
     therefore a little larger: every request stays within PutLogEvents' limits.
     """
 
-    needs_event = True
     _message_column = PAYLOAD  # the dagster-aws JSON, not the schema event's text
 
-    def payload(self, item_event: dict[str, Any], text: str) -> Any:
-        message = item_event.get("message")
+    def payload(self, text: str, event: dict[str, Any] | None, snap: Snapshot) -> Any:
+        message = event.get("message") if event is not None else message_text(snap)
         return message if isinstance(message, str) else text
-
-    def plain_payload(self, snap: tuple[Any, ...], text: str) -> Any:
-        message = snap[MESSAGE]
-        return message if isinstance(message, str) else None

@@ -17,10 +17,11 @@ from typing import IO, Any
 from weakref import WeakSet
 
 from ..shipping import stdio
-from ..shipping.encoding import encode
+from ..shipping.encoding import build_event, encode
 from ..shipping.options import ConfigError
 from ..shipping.retry import BatchRejectedError
 from ..shipping.sink import PAYLOAD, ItemTuple, SendResult, Sink, SinkLimits
+from ..shipping.snapshots import Snapshot, message_text
 from .gcp_format import (
     TRACEBACK_MOVED,
     needs_project,
@@ -95,7 +96,6 @@ class JsonStreamSink(Sink):
     bypassed: lines go to the stdout the process had (see :mod:`..shipping.stdio`).
     """
 
-    plain_items = True  # send() reads items by position
     limits = SinkLimits(
         max_batch_events=1000, max_batch_bytes=1024 * 1024, max_event_bytes=256 * 1024
     )
@@ -107,7 +107,6 @@ class JsonStreamSink(Sink):
             raise ConfigError("format", f"got {format!r}", "use json, gcp or dagster")
         self.stream = stream
         self.format = format
-        self.needs_event = format in ("gcp", "dagster")  # format json: the event's text
         if format == "dagster":  # a part of a JSON line would not be JSON
             self.limits = SinkLimits(1000, _DAGSTER_LINE_LIMIT, _DAGSTER_LINE_LIMIT)
         self.destination = stream if isinstance(stream, str) else "stream"
@@ -116,12 +115,13 @@ class JsonStreamSink(Sink):
             stdio.pin(stream)  # before a host redirects the descriptor (see shipping/stdio.py)
         _stream_sinks.add(self)
 
-    def payload(self, item_event: dict[str, Any], text: str) -> Any:
+    def payload(self, text: str, event: dict[str, Any] | None, snap: Snapshot) -> Any:
         if self.format == "dagster":
-            message = item_event.get("message")
+            message = event.get("message") if event is not None else message_text(snap)
             return message if isinstance(message, str) else text
         if self.format == "gcp":
-            return _gcp_line(item_event, self.limits.max_event_bytes)
+            fields = build_event(snap) if event is None else event
+            return _gcp_line(fields, self.limits.max_event_bytes)
         return text
 
     def _resolve(self) -> tuple[IO[str] | None, int | None]:

@@ -159,7 +159,7 @@ def flush_cloudwatch(timeout: float = 10.0) -> bool:
     Dagster never flushes its loggers; a test that reads right after a run calls this first.
     Other processes (step subprocesses) flush when they end. False if ``timeout`` passed.
     """
-    from ..shipping.worker import registered_workers
+    from ..shipping.lifecycle import registered_workers
     from ..sinks.cloudwatch import CloudWatchSink
 
     deadline = time.monotonic() + timeout
@@ -189,9 +189,8 @@ def read_raw_events(
     process's CloudWatch handlers, and raises ``TimeoutError`` if they did not finish: reading
     while records are still on their way would return a silently partial list.
     """
-    # FIX (issue 6, a full-suite flake of test_in_process_run): the result of this flush used to
-    # be ignored, with a 10 s budget; under load (a fresh moto server importing its backend, a
-    # first boto3 client) the read could run before the last batch was sent.
+    # Under load (a fresh moto server importing its backend, a first boto3 client) the last
+    # batch can take seconds: a read that did not wait for it would be silently partial.
     if flush and not flush_cloudwatch(flush_timeout):
         raise TimeoutError(
             f"CloudWatch handlers of this process still held records after {flush_timeout:g}s"

@@ -1053,7 +1053,7 @@ def flush_gcp(timeout: float = 30.0) -> bool:
     ``handler.flush()``; this flushes every Cloud Logging worker alive in this process.
     Returns False if ``timeout`` passed first.
     """
-    from ..shipping.worker import registered_workers
+    from ..shipping.lifecycle import registered_workers
     from ..sinks.gcp import GcpSink
 
     deadline = time.monotonic() + timeout
