@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from dagster_logship.shipping.encoding import _rfc3339
+from dagster_logship.shipping.encoding import rfc3339
 from dagster_logship.sinks.cloudwatch import _millis
 from dagster_logship.testing import read_raw_events
 
@@ -46,7 +46,7 @@ def test_millis_is_the_millisecond_of_the_schema_timestamp() -> None:
     base = 1_700_000_000.0
     values = created_values(base, 50_000) + [rng.uniform(0, 4e9) for _ in range(50_000)]
     for created in values:
-        assert _millis(created) == schema_millis(_rfc3339(created)), repr(created)
+        assert _millis(created) == schema_millis(rfc3339(created)), repr(created)
     # The old rule (floor of created * 1000) disagreed on some of these: the edges are real.
     assert sum(int(c * 1000) != _millis(c) for c in values) > 0
 

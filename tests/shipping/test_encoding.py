@@ -178,7 +178,7 @@ def test_timestamps_match_datetime_isoformat_to_the_microsecond():
     import random
     from datetime import datetime, timezone
 
-    from dagster_logship.shipping.encoding import _rfc3339
+    from dagster_logship.shipping.encoding import rfc3339
 
     def reference(created: float) -> str:
         iso = datetime.fromtimestamp(created, tz=timezone.utc).isoformat(timespec="microseconds")
@@ -187,7 +187,7 @@ def test_timestamps_match_datetime_isoformat_to_the_microsecond():
     rng = random.Random(7)
     samples = [rng.uniform(0, 4e9) for _ in range(20_000)]
     samples += [0.0, -1.5, 1e9 + 0.9999995, 1e9 + 0.0000005, 1795252905.9999996, 1795252905.5]
-    assert [_rfc3339(c) for c in samples] == [reference(c) for c in samples]
+    assert [rfc3339(c) for c in samples] == [reference(c) for c in samples]
 
 
 @pytest.mark.parametrize("created", [float("nan"), float("inf"), -float("inf"), "soon", None,

@@ -45,10 +45,12 @@ __all__ = [
     "SIZE",
     "Snapshot",
     "build_event",
+    "compact_json",
     "encode",
     "finish_text",
     "fit_event",
     "json_default",
+    "rfc3339",
     "sanitize",
 ]
 
@@ -77,7 +79,7 @@ _MAX_DEPTH = 32
 _second_prefix: tuple[int, str] = (-1, "")
 
 
-def _rfc3339(created: float) -> str:
+def rfc3339(created: float) -> str:
     """``datetime.fromtimestamp(created, utc).isoformat(timespec="microseconds")`` with ``Z``,
     rounding the same way, at a third of the cost: the date-time part is cached per second
     (every record of a busy second shares it)."""
@@ -112,7 +114,7 @@ def _exception_of(snap: Snapshot, from_event: dict[str, Any] | None) -> dict[str
 def build_event(snap: Snapshot) -> dict[str, Any]:
     """The schema event of a snapshot (DESIGN.md §4). Runs on the worker; never raises."""
     event: dict[str, Any] = {
-        "timestamp": _rfc3339(snap[CREATED]),
+        "timestamp": rfc3339(snap[CREATED]),
         "level": snap[LEVEL],
         "message": message_text(snap),
         "logger": snap[LOGGER],
@@ -261,12 +263,13 @@ if c_make_encoder is not None:
         None, _FAST_ENCODER.default, encode_basestring, None, ":", ",", False, False, False
     )
 
-    def _dumps(obj: Any) -> str:
+    def compact_json(obj: Any) -> str:
+        """``obj`` as JSON without spaces, as in every event's text; raises as ``json`` does."""
         return "".join(_C_ENCODE(obj, 0))
 
 else:  # pragma: no cover - Pythons without the C accelerator
 
-    def _dumps(obj: Any) -> str:
+    def compact_json(obj: Any) -> str:
         return _FAST_ENCODER.encode(obj)
 
 
@@ -276,12 +279,12 @@ def encode(event: dict[str, Any]) -> tuple[str, int]:
     Lone surrogates (invalid unicode) become U+FFFD so the text is valid UTF-8.
     """
     try:
-        text = _dumps(event)
+        text = compact_json(event)
     except Exception:
         try:
-            text = _dumps(_sanitize(event, 0, set()))
+            text = compact_json(_sanitize(event, 0, set()))
         except Exception as exc:  # pragma: no cover - _sanitize yields plain JSON types
-            text = _dumps({"message": "<event could not be encoded>", "error": repr(exc)})
+            text = compact_json({"message": "<event could not be encoded>", "error": repr(exc)})
     return finish_text(text)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from json.encoder import encode_basestring
 from typing import Any
 
-from .encoding import _dumps, _rfc3339, finish_text
+from .encoding import compact_json, finish_text, rfc3339
 from .snapshots import (
     CREATED,
     EVENT_FACTS,
@@ -96,12 +96,12 @@ def _fragments_of(snap: Snapshot, key: tuple[Any, ...], event_type: Any, pid: An
             "job_tags": None,
             "source": {"file": file, "line": line, "function": function},
         }
-    head = _dumps({"level": level, "message": None})  # {"level":"INFO","message":null}
-    middle = _dumps({"logger": logger, "orig_message": None})
+    head = compact_json({"level": level, "message": None})  # {"level":"INFO","message":null}
+    middle = compact_json({"logger": logger, "orig_message": None})
     fragments = (
         '",' + head[1:-5],  # ","level":"INFO","message":
         "," + middle[1:-5],  # ,"logger":"name","orig_message":
-        "," + _dumps(tail)[1:],  # ,"run_id":...}
+        "," + compact_json(tail)[1:],  # ,"run_id":...}
     )
     if len(_fragments) >= _CACHE_LIMIT:
         _fragments.clear()
@@ -158,7 +158,7 @@ def event_text(snap: Snapshot) -> tuple[str, int] | None:
             text_orig = encode_basestring(orig)
         text = "".join(
             (
-                '{"timestamp":"', _rfc3339(snap[CREATED]), fragments[0], text_message,
+                '{"timestamp":"', rfc3339(snap[CREATED]), fragments[0], text_message,
                 fragments[1], text_orig, ',"log_message_id":',
                 "null" if message_id is None else encode_basestring(message_id), fragments[2],
             )

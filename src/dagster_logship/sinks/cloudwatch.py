@@ -773,7 +773,7 @@ class _GroupMissing(Exception):
 def _millis(created: float) -> int:
     """CloudWatch's integer milliseconds for a record created at ``created`` (seconds).
 
-    The millisecond of the schema's ``timestamp`` field (shipping/encoding.py ``_rfc3339``): the
+    The millisecond of the schema's ``timestamp`` field (shipping/encoding.py ``rfc3339``): the
     same microseconds, rounded the same way from the fraction, then floored to the millisecond.
     Flooring ``created * 1000`` instead disagreed with that field about once in 500 events
     (``x.9995`` rounds up to the next millisecond's microseconds).

@@ -33,7 +33,7 @@ from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ..shipping.encoding import _rfc3339, build_event, encode, finish_text
+from ..shipping.encoding import build_event, encode, finish_text, rfc3339
 from ..shipping.options import ConfigError
 from ..shipping.recursion import quiet_loggers
 from ..shipping.retry import BatchRejectedError, RetryableError
@@ -366,7 +366,7 @@ class GcpSink(Sink):
         try:
             return (
                 '{"insertId":' + encode_basestring(message_id) + fragment[0] + '"'
-                + _rfc3339(snap[CREATED]) + '"' + fragment[1] + text + "}"
+                + rfc3339(snap[CREATED]) + '"' + fragment[1] + text + "}"
             ).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: the general path replaces it
             return None
