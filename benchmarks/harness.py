@@ -245,6 +245,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None,
                         help="measurements run at once (default: 1; 3 with --quick, whose "
                              "numbers only show that the harness works)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds of every section (default: the sizes above); more rounds "
+                             "narrow the medians on a machine whose speed drifts")
     parser.add_argument("--compare-src", metavar="SRC", default=None,
                         help="also measure our cases with the dagster_logship of SRC (another "
                              "checkout's src/) in the same rounds, back to back with the "
@@ -261,6 +264,10 @@ def main() -> None:
     if before and not (Path(before) / "dagster_logship" / "__init__.py").exists():
         parser.error(f"--compare-src: no dagster_logship package in {before}")
     mode = QUICK if args.quick else FULL
+    if args.rounds:
+        mode = {s: {**v, "rounds": args.rounds,
+                    "slow": {k: x for k, x in v.get("slow", {}).items() if k != "rounds"}}
+                for s, v in mode.items()}
     jobs = args.jobs or (3 if args.quick else 1)
     out = Path(args.out) if args.out else HERE / (".quick-results" if args.quick else
                                                   ".compare-results" if before else "results")

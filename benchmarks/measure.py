@@ -50,17 +50,30 @@ def _emit(logger: logging.Logger, start: int, count: int, deadline: float,
 
 def caller(args: argparse.Namespace, urls: dict[str, str],
            log_one: Callable[[logging.Logger, int], None] = cases.log_one) -> dict[str, Any]:
+    """Wall time per call over ``args.reps`` repetitions. Before each repetition, the same loop
+    through a NullHandler in this process (``floor_reps_ns``): the floor of the ratio measured
+    in the same interpreter, heap and CPU placement, seconds apart. Why: the floor measured in
+    separate processes varied by 10-30% between processes on a quiet machine, more than the
+    differences this section is read for."""
     built = cases.build(args.case, urls, args.name)
     logger = _logger(built.handler)
+    floor = _logger(logging.NullHandler()) if args.case != "null" else None
     total = 0
     warm = max(50, args.n // 10)
     total += _emit(logger, total, warm, time.monotonic() + args.budget, log_one)
+    if floor is not None:
+        _emit(floor, 0, warm, time.monotonic() + args.budget, log_one)
     built.ack(total, args.ack_timeout)
     wall: list[float] = []
     cpu: list[float] = []
+    floor_wall: list[float] = []
     calls: list[int] = []
     acked = True
     for _ in range(args.reps):
+        if floor is not None:  # our worker is idle here: the previous repetition was acked
+            t0 = ns()
+            done = _emit(floor, total, args.n, time.monotonic() + args.budget, log_one)
+            floor_wall.append((ns() - t0) / done)
         t0, c0 = ns(), time.thread_time_ns()
         done = _emit(logger, total, args.n, time.monotonic() + args.budget, log_one)
         t1, c1 = ns(), time.thread_time_ns()
@@ -71,7 +84,8 @@ def caller(args: argparse.Namespace, urls: dict[str, str],
         acked = built.ack(total, args.ack_timeout) and acked  # untimed: next rep starts idle
     return {"ns_per_call": statistics.median(wall),
             "thread_cpu_ns_per_call": statistics.median(cpu),
-            "reps_ns": wall, "calls_per_rep": calls, "acked": acked}
+            "reps_ns": wall, "floor_reps_ns": floor_wall, "calls_per_rep": calls,
+            "acked": acked}
 
 
 # -- delivery throughput --------------------------------------------------------------------------
