@@ -81,6 +81,14 @@ def merge(section: str, results: list[dict[str, Any]]) -> dict[str, Any]:
                   "success": all(x["success"] for x in runs),
                   "delivered_min": min((x["delivered"] or 0) for x in runs),
                   "counted": any(x["delivered"] is not None for x in runs), "runs": runs}
+        floor = [x["seconds"] / x["floor_seconds"] for x in runs if x.get("floor_seconds")]
+        if floor:
+            merged["floor_ratio"] = statistics.median(floor)
+            if all("round" in r for r in ok):
+                merged["floor_by_round"] = {
+                    str(r["round"]): statistics.median(
+                        x["seconds"] / x["floor_seconds"] for x in r["runs"]
+                        if x.get("floor_seconds")) for r in ok}
     elif section == "scaling":
         merged = {}
         for threads in ok[0]:
@@ -122,12 +130,14 @@ def ratio(section: str, r: dict[str, Any], base: dict[str, Any]) -> float:
     machine's speed drifts by several percent between them (a discarding Dagster job took 3.01 s
     in one round and 2.80 s in the next); pooling all rounds before dividing let that drift decide
     a 5% target. Without per-round figures (older results), the pooled medians. Caller cost
-    is over the NullHandler floor measured in the same process (see measure.caller), not over
-    the baseline's own processes: the floor itself varied by 10-30% from process to process."""
+    and the Dagster job are over the discarding handler measured in the same process (see
+    measure.caller and measure.dagster), not over the baseline's own processes: that floor
+    varied by 10-30% (caller) and ±12% (Dagster job) from process to process."""
     key = PAIRED[section]
-    if section in CALLER_SECTIONS and r.get("floor_ratio"):
-        # Each repetition over the NullHandler loop run just before it in the same process
-        # (measure.caller); two trees: the quotient of their ratios, paired by round.
+    if section in FLOORED and r.get("floor_ratio"):
+        # Each repetition over the discarding handler's run beside it in the same process
+        # (measure.caller, measure.dagster); two trees: the quotient of their ratios, paired
+        # by round.
         mine, theirs = r.get("floor_by_round") or {}, base.get("floor_by_round") or {}
         common = sorted(set(mine) & set(theirs))
         if common:
@@ -170,6 +180,8 @@ def brief(section: str, r: dict[str, Any]) -> str:
 
 #: The caller-cost sections and the record each logs.
 CALLER_SECTIONS = {"caller": "%-args record", "caller_dagster": "Dagster record"}
+#: Sections whose ratio to the baseline is taken within each measuring process (ratio()).
+FLOORED = {*CALLER_SECTIONS, "dagster"}
 
 
 def _get(results: dict[str, Any], section: str, case: str) -> dict[str, Any] | None:
@@ -254,7 +266,8 @@ def compare(results: dict[str, Any]) -> list[str]:
            f"In brackets: the target's figure (caller cost ≤ 1.5{X} NullHandler, Dagster job "
            "≤ +5% over the discarding logger, outage growth ≤ the bound). For caller cost, "
            "after/before is the quotient of the two trees' ratios to the NullHandler loop run "
-           "in their own processes.", "",
+           "in their own processes; for the Dagster job, likewise with the discarding logger's "
+           "runs.", "",
            "| section | handler | before | after | after/before (paired by round) |",
            "|---|---|---:|---:|---:|"]
     for section in results["sections"]:
