@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +48,14 @@ def merge(section: str, results: list[dict[str, Any]]) -> dict[str, Any]:
     key = PAIRED.get(section)
     if section in CALLER_SECTIONS:
         reps = [x for r in ok for x in r["reps_ns"]]
-        floor = [x / f for r in ok if r.get("floor_reps_ns")
-                 for x, f in zip(r["reps_ns"], r["floor_reps_ns"], strict=True)]
         merged = {"ns_per_call": statistics.median(reps),
                   "thread_cpu_ns_per_call": statistics.median(
                       r["thread_cpu_ns_per_call"] for r in ok),
                   "reps_ns": reps, "calls_per_rep": ok[0]["calls_per_rep"][0],
-                  "floor_ratio": statistics.median(floor) if floor else None,
                   "floor_reps_ns": [x for r in ok for x in r.get("floor_reps_ns") or []],
-                  "acked": all(r["acked"] for r in ok)}
-        if floor and all("round" in r for r in ok):
-            merged["floor_by_round"] = {
-                str(r["round"]): statistics.median(
-                    x / f for x, f in zip(r["reps_ns"], r["floor_reps_ns"], strict=True))
-                for r in ok}
+                  "acked": all(r["acked"] for r in ok),
+                  **_over_floor(ok, lambda r: zip(r["reps_ns"], r.get("floor_reps_ns") or [],
+                                                  strict=False))}
     elif section == "throughput":
         reps = [x for r in ok for x in r["reps"]]
         merged = {"records_per_s": statistics.median(x["records_per_s"] for x in reps),
@@ -80,15 +75,9 @@ def merge(section: str, results: list[dict[str, Any]]) -> dict[str, Any]:
                   "delivered_seconds": statistics.median(x["delivered_seconds"] for x in runs),
                   "success": all(x["success"] for x in runs),
                   "delivered_min": min((x["delivered"] or 0) for x in runs),
-                  "counted": any(x["delivered"] is not None for x in runs), "runs": runs}
-        floor = [x["seconds"] / x["floor_seconds"] for x in runs if x.get("floor_seconds")]
-        if floor:
-            merged["floor_ratio"] = statistics.median(floor)
-            if all("round" in r for r in ok):
-                merged["floor_by_round"] = {
-                    str(r["round"]): statistics.median(
-                        x["seconds"] / x["floor_seconds"] for x in r["runs"]
-                        if x.get("floor_seconds")) for r in ok}
+                  "counted": any(x["delivered"] is not None for x in runs), "runs": runs,
+                  **_over_floor(ok, lambda r: [(x["seconds"], x["floor_seconds"])
+                                               for x in r["runs"] if x.get("floor_seconds")])}
     elif section == "scaling":
         merged = {}
         for threads in ok[0]:
@@ -106,6 +95,23 @@ def merge(section: str, results: list[dict[str, Any]]) -> dict[str, Any]:
     if errors:
         merged["errors"] = [e["error"] for e in errors]
     return merged
+
+
+def _over_floor(ok: list[dict[str, Any]],
+                pairs: Callable[[dict[str, Any]], Iterable[tuple[float, float]]]
+                ) -> dict[str, Any]:
+    """``floor_ratio`` (the median of every repetition's figure over the discarding run beside
+    it in the same process) and ``floor_by_round`` (the same per round), from ``pairs`` of
+    (figure, floor) of each round's result; nothing when no result has a floor (the baseline
+    itself, older results)."""
+    per_round = {str(r.get("round")): [x / f for x, f in pairs(r)] for r in ok}
+    every = [q for qs in per_round.values() for q in qs]
+    if not every:
+        return {}
+    out: dict[str, Any] = {"floor_ratio": statistics.median(every)}
+    if all("round" in r for r in ok):
+        out["floor_by_round"] = {k: statistics.median(v) for k, v in per_round.items() if v}
+    return out
 
 
 #: The figure of each section that is compared with a baseline, per round (see ratio()).
